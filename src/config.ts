@@ -1,0 +1,225 @@
+import { z } from 'zod';
+
+/**
+ * Environment → validated, typed settings. Read once at start-up; every missing or invalid
+ * setting is reported in one message so an operator fixes them all in one deployment.
+ * Messages name settings, never their values: values may be connection strings with keys.
+ */
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export type AzureCredentialConfig =
+  | { kind: 'managedIdentity'; clientId?: string; resourceId?: string }
+  /** DefaultAzureCredential: `az login`, VS Code, environment or workload identity on a workstation. */
+  | { kind: 'default'; clientId?: string };
+
+export type StorageConfig =
+  | { kind: 'connectionString'; connectionString: string; developmentStorage: boolean }
+  | {
+      kind: 'identity';
+      tableServiceUri: string;
+      queueServiceUri: string;
+      blobServiceUri: string;
+      credential: AzureCredentialConfig;
+    };
+
+export type SecretStoreConfig =
+  | { kind: 'keyvault'; vaultUrl: string; credential: AzureCredentialConfig }
+  | { kind: 'local'; directory: string };
+
+export interface Config {
+  storage: StorageConfig;
+  secretStore: SecretStoreConfig;
+  logLevel: LogLevel;
+  /** True inside Azure App Service / Functions (the platform sets WEBSITE_INSTANCE_ID). */
+  runningInAzure: boolean;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(
+      `Invalid configuration: ${problems.length} setting${problems.length === 1 ? '' : 's'} to fix.\n` +
+        problems.map((p) => `  - ${p}`).join('\n') +
+        '\nSee the Configuration section of README.md.',
+    );
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Empty strings count as unset, as the Functions host treats an empty app setting. */
+const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const setting = <T extends z.ZodType>(schema: T) => z.preprocess(blankAsUnset, schema.optional());
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const guid = (what: string) => z.string().trim().regex(GUID, `must be the client id (a GUID) of ${what}`);
+const serviceUrl = (example: string) =>
+  z
+    .string()
+    .trim()
+    .refine(isServiceUrl, `must be an https URL such as ${example}`)
+    .transform((v) => v.replace(/\/+$/, ''));
+
+/** The Functions host's storage setting: the connector shares the host's storage account. */
+const P = 'AzureWebJobsStorage__';
+const envSchema = z.object({
+  AzureWebJobsStorage: setting(z.string().trim()),
+  [`${P}accountName`]: setting(
+    z.string().trim().regex(/^[a-z0-9]{3,24}$/, 'must be 3-24 lowercase letters and digits'),
+  ),
+  [`${P}tableServiceUri`]: setting(serviceUrl('https://<account>.table.core.windows.net')),
+  [`${P}queueServiceUri`]: setting(serviceUrl('https://<account>.queue.core.windows.net')),
+  [`${P}blobServiceUri`]: setting(serviceUrl('https://<account>.blob.core.windows.net')),
+  [`${P}credential`]: setting(
+    z
+      .string()
+      .trim()
+      .refine((v) => v.toLowerCase() === 'managedidentity', 'the only supported value is "managedidentity"'),
+  ),
+  [`${P}clientId`]: setting(guid('a user-assigned managed identity')),
+  [`${P}managedIdentityResourceId`]: setting(z.string().trim().startsWith('/subscriptions/', 'must be an Azure resource id')),
+  SECRET_STORE: setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['keyvault', 'local'], { error: 'must be "keyvault" or "local"' })),
+  ),
+  KEY_VAULT_URL: setting(serviceUrl('https://<vault>.vault.azure.net')),
+  LOCAL_SECRET_STORE_DIR: setting(z.string().trim()),
+  AZURE_CLIENT_ID: setting(guid('the user-assigned managed identity')),
+  LOG_LEVEL: setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['debug', 'info', 'warn', 'error'], { error: 'must be one of debug, info, warn, error' })),
+  ),
+  WEBSITE_INSTANCE_ID: setting(z.string()),
+  HOME: setting(z.string()),
+  USERPROFILE: setting(z.string()),
+});
+type Env = z.output<typeof envSchema>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const values = parseSettings(env, problems);
+  const runningInAzure = values.WEBSITE_INSTANCE_ID !== undefined;
+
+  const storage = readStorage(values, problems);
+  const secretStore = readSecretStore(values, runningInAzure, problems);
+
+  if (problems.length > 0 || !storage || !secretStore) throw new ConfigError(problems);
+  return { storage, secretStore, logLevel: values.LOG_LEVEL ?? 'info', runningInAzure };
+}
+
+/** Each setting on its own, so one bad value does not hide the problems of the others. */
+function parseSettings(env: NodeJS.ProcessEnv, problems: string[]): Partial<Env> {
+  const values: Record<string, unknown> = {};
+  for (const [name, schema] of Object.entries(envSchema.shape)) {
+    const result = schema.safeParse(env[name]);
+    if (result.success) {
+      values[name] = result.data;
+    } else {
+      problems.push(...result.error.issues.map((issue) => `${name}: ${issue.message}`));
+    }
+  }
+  return values as Partial<Env>;
+}
+
+function readStorage(env: Partial<Env>, problems: string[]): StorageConfig | undefined {
+  const connectionString = env.AzureWebJobsStorage;
+  const identityKeys = (Object.keys(envSchema.shape) as (keyof Env)[]).filter(
+    (k) => k.startsWith(P) && env[k] !== undefined,
+  );
+
+  if (connectionString !== undefined) {
+    if (identityKeys.length > 0) {
+      problems.push(
+        `AzureWebJobsStorage: set either a connection string or the identity-based ${P}* settings, not both (found ${identityKeys.join(', ')})`,
+      );
+      return undefined;
+    }
+    const developmentStorage = /(^|;)\s*UseDevelopmentStorage\s*=\s*true\s*(;|$)/i.test(connectionString);
+    if (!developmentStorage && !/(^|;)\s*(AccountName|BlobEndpoint|QueueEndpoint|TableEndpoint)\s*=/i.test(connectionString)) {
+      problems.push(
+        'AzureWebJobsStorage: not a storage connection string (expected UseDevelopmentStorage=true or DefaultEndpointsProtocol=https;AccountName=...;AccountKey=...)',
+      );
+      return undefined;
+    }
+    return { kind: 'connectionString', connectionString, developmentStorage };
+  }
+
+  if (identityKeys.length === 0) {
+    problems.push(
+      `AzureWebJobsStorage: missing. Set a connection string (UseDevelopmentStorage=true for Azurite), or ${P}accountName (or the three ${P}*ServiceUri settings) with ${P}credential=managedidentity`,
+    );
+    return undefined;
+  }
+
+  const accountName = env[`${P}accountName`];
+  const serviceUri = (service: 'table' | 'queue' | 'blob'): string | undefined => {
+    const key = `${P}${service}ServiceUri` as const;
+    const value = env[key] ?? (accountName ? `https://${accountName}.${service}.core.windows.net` : undefined);
+    if (value === undefined) problems.push(`${key}: missing (or set ${P}accountName to derive all three service URIs)`);
+    return value;
+  };
+  const tableServiceUri = serviceUri('table');
+  const queueServiceUri = serviceUri('queue');
+  const blobServiceUri = serviceUri('blob');
+
+  const clientId = env[`${P}clientId`];
+  const resourceId = env[`${P}managedIdentityResourceId`];
+  if (clientId !== undefined && resourceId !== undefined) {
+    problems.push(`${P}clientId and ${P}managedIdentityResourceId: set one of them, not both`);
+    return undefined;
+  }
+  if (!tableServiceUri || !queueServiceUri || !blobServiceUri) return undefined;
+  const credential: AzureCredentialConfig =
+    env[`${P}credential`] !== undefined
+      ? { kind: 'managedIdentity', ...(clientId && { clientId }), ...(resourceId && { resourceId }) }
+      : { kind: 'default', ...(clientId && { clientId }) };
+  return { kind: 'identity', tableServiceUri, queueServiceUri, blobServiceUri, credential };
+}
+
+function readSecretStore(env: Partial<Env>, runningInAzure: boolean, problems: string[]): SecretStoreConfig | undefined {
+  const kind = env.SECRET_STORE ?? (runningInAzure ? 'keyvault' : 'local');
+  if (kind === 'keyvault') {
+    const vaultUrl = env.KEY_VAULT_URL;
+    if (vaultUrl === undefined) {
+      problems.push('KEY_VAULT_URL: missing; required when SECRET_STORE is "keyvault" (e.g. https://<vault>.vault.azure.net)');
+      return undefined;
+    }
+    const clientId = env.AZURE_CLIENT_ID;
+    const credential: AzureCredentialConfig = runningInAzure
+      ? { kind: 'managedIdentity', ...(clientId && { clientId }) }
+      : { kind: 'default', ...(clientId && { clientId }) };
+    return { kind: 'keyvault', vaultUrl, credential };
+  }
+  if (runningInAzure) {
+    problems.push(
+      'SECRET_STORE: "local" keeps secrets on the machine\'s disk and is refused in Azure; set SECRET_STORE=keyvault and KEY_VAULT_URL',
+    );
+    return undefined;
+  }
+  const home = env.HOME ?? env.USERPROFILE;
+  const directory = env.LOCAL_SECRET_STORE_DIR ?? (home ? `${home}/.m365-connector/secrets` : undefined);
+  if (directory === undefined) {
+    problems.push('LOCAL_SECRET_STORE_DIR: missing, and there is no HOME to default it to');
+    return undefined;
+  }
+  return { kind: 'local', directory };
+}
+
+/** https, or http on loopback (Azurite and local stand-ins on a developer machine). */
+function isServiceUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    if (url.protocol === 'https:') return true;
+    return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  } catch {
+    return false;
+  }
+}
