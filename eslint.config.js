@@ -15,6 +15,8 @@ export default tseslint.config(
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
+      // Rethrowing what a handler threw must keep it as it was, whatever it is.
+      '@typescript-eslint/only-throw-error': ['error', { allowThrowingUnknown: true }],
       'no-restricted-imports': [
         'error',
         {

@@ -31,6 +31,12 @@ export interface AzuriteOptions {
   memoryLimitMb?: number;
   /** Azurite's own log lines (otherwise discarded). */
   onOutput?: (line: string) => void;
+  /**
+   * Serve https with this certificate and accept OAuth bearer tokens (Azurite's "basic" check:
+   * issuer, audience and lifetime, not the signature): how identity-based storage settings are
+   * exercised without Azure.
+   */
+  oauth?: { certPath: string; keyPath: string };
 }
 
 export interface RunningAzurite {
@@ -40,10 +46,10 @@ export interface RunningAzurite {
   stop(): Promise<void>;
 }
 
-export function azuriteConnectionString(ports: AzuritePorts): string {
-  const base = 'http://127.0.0.1';
+export function azuriteConnectionString(ports: AzuritePorts, protocol: 'http' | 'https' = 'http'): string {
+  const base = `${protocol}://127.0.0.1`;
   return [
-    'DefaultEndpointsProtocol=http',
+    `DefaultEndpointsProtocol=${protocol}`,
     `AccountName=${DEV_ACCOUNT}`,
     `AccountKey=${DEV_ACCOUNT_KEY}`,
     `BlobEndpoint=${base}:${ports.blob}/${DEV_ACCOUNT}`,
@@ -54,7 +60,8 @@ export function azuriteConnectionString(ports: AzuritePorts): string {
 
 export async function startAzurite(options: AzuriteOptions = {}): Promise<RunningAzurite> {
   const ports = options.ports ?? DEFAULT_AZURITE_PORTS;
-  for (const [service, port] of Object.entries(ports)) {
+  for (const service of ['blob', 'queue', 'table'] as const) {
+    const port = ports[service];
     if (!(await isPortFree(port))) {
       throw new Error(`Port ${port} for Azurite's ${service} service is already in use (another Azurite or npm start running?).`);
     }
@@ -77,9 +84,10 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
     args.push('--inMemoryPersistence', '--extentMemoryLimit', String(options.memoryLimitMb ?? 512));
   }
   if (!options.onOutput) args.push('--silent');
+  if (options.oauth) args.push('--oauth', 'basic', '--cert', options.oauth.certPath, '--key', options.oauth.keyPath);
 
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let exited = false;
+  const state = { exited: false };
   let output = '';
   const forward = (chunk: Buffer) => {
     const text = chunk.toString();
@@ -88,7 +96,7 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
   };
   child.stdout.on('data', forward);
   child.stderr.on('data', forward);
-  const exit = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve(); }));
+  const exit = new Promise<void>((resolve) => child.once('exit', () => { state.exited = true; resolve(); }));
 
   try {
     await Promise.race([
@@ -96,16 +104,16 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
       exit.then(() => { throw new Error(`Azurite exited during start-up:\n${output}`); }),
     ]);
   } catch (error) {
-    if (!exited) child.kill('SIGKILL');
+    if (!state.exited) child.kill('SIGKILL');
     throw error;
   }
 
   return {
     ports,
-    connectionString: azuriteConnectionString(ports),
+    connectionString: azuriteConnectionString(ports, options.oauth ? 'https' : 'http'),
     process: child,
     async stop() {
-      if (exited) return;
+      if (state.exited) return;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exit;

@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto';
+import type { FunctionRegistry, RegisteredFunction } from './core-api.js';
+import type {
+  CoreInvocationContext,
+  InvocationState,
+  RpcInvocationRequest,
+  RpcInvocationResponse,
+  RpcLogCategory,
+  RpcLogLevel,
+} from './core-types.js';
+
+/**
+ * Runs one invocation the way the Node.js worker does: the programming model turns the RPC
+ * request into the handler's arguments, pre-invocation hooks run, the handler runs,
+ * post-invocation hooks run, and the programming model turns the result into an RPC response.
+ * A handler error is rethrown after the post-invocation hooks, as in the worker.
+ */
+
+export interface InvocationLogEntry {
+  functionName: string;
+  invocationId: string;
+  level: RpcLogLevel;
+  category: RpcLogCategory;
+  message: string;
+}
+
+export type InvocationLogger = (entry: InvocationLogEntry) => void;
+
+export async function invoke(
+  registry: FunctionRegistry,
+  fn: RegisteredFunction,
+  request: Omit<RpcInvocationRequest, 'invocationId' | 'functionId'>,
+  log: InvocationLogger,
+  invocationId: string = randomUUID(),
+): Promise<RpcInvocationResponse> {
+  const model = registry.programmingModel;
+  if (!model) throw new Error('No programming model registered: does the app import @azure/functions?');
+  const functionName = fn.metadata.name;
+  const coreContext: CoreInvocationContext = {
+    invocationId,
+    request: { ...request, invocationId, functionId: fn.metadata.functionId ?? functionName },
+    metadata: fn.metadata,
+    log: (level, category, message) => {
+      log({ functionName, invocationId, level, category, message });
+    },
+  };
+  const setState = (state: InvocationState | undefined) => {
+    if (state) coreContext.state = state;
+    else delete coreContext.state;
+  };
+
+  const invocationModel = await model.getInvocationModel(coreContext);
+  const { context, inputs: initialInputs } = await invocationModel.getArguments();
+  const hookData: Record<string, unknown> = {};
+  const pre = {
+    hookData,
+    appHookData: registry.appHookData,
+    invocationContext: context,
+    functionCallback: fn.callback,
+    inputs: initialInputs,
+  };
+  setState('preInvocationHooks');
+  try {
+    await registry.runHooks('preInvocation', pre);
+  } finally {
+    setState(undefined);
+  }
+
+  const post: { hookData: unknown; appHookData: unknown; invocationContext: unknown; inputs: unknown[]; result: unknown; error: unknown } = {
+    hookData,
+    appHookData: registry.appHookData,
+    invocationContext: context,
+    inputs: pre.inputs,
+    result: null,
+    error: null,
+  };
+  let thrown: { error: unknown } | undefined;
+  setState('invocation');
+  try {
+    post.result = await invocationModel.invokeFunction(context, pre.inputs, pre.functionCallback);
+  } catch (error: unknown) {
+    thrown = { error };
+    post.error = error;
+  } finally {
+    setState(undefined);
+  }
+
+  setState('postInvocationHooks');
+  try {
+    await registry.runHooks('postInvocation', post);
+  } finally {
+    setState(undefined);
+  }
+
+  // As the worker does: whatever the handler threw goes back to the host unchanged.
+  if (thrown) throw thrown.error;
+  return invocationModel.getResponse(context, post.result);
+}

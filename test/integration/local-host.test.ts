@@ -1,0 +1,158 @@
+import { BlobServiceClient } from '@azure/storage-blob';
+import { QueueServiceClient } from '@azure/storage-queue';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { startLocalHost, type LocalHost } from '../../local/host/host.js';
+import type { Recorded } from '../fixtures/host-app/functions/recorder.js';
+import { encodeQueueMessage } from '../../src/store/queue-publisher.js';
+import { uniqueName } from '../support/storage.js';
+import { waitFor } from '../support/wait.js';
+
+/**
+ * The local host runs a small fixture app (test/fixtures/host-app) registered through
+ * @azure/functions exactly as functions/ is, and is checked against the Functions host's
+ * trigger semantics.
+ */
+
+const appDir = fileURLToPath(new URL('../fixtures/host-app/', import.meta.url));
+const recorded = (): Recorded =>
+  (globalThis as unknown as Record<symbol, Recorded>)[Symbol.for('m365-connector.host-fixture')] as Recorded;
+
+describe('local host', () => {
+  const connectionString = inject('storageConnectionString');
+  const queues = QueueServiceClient.fromConnectionString(connectionString);
+  const workQueue = uniqueName('work-');
+  const flakyQueue = uniqueName('flaky-');
+  const hostLog: string[] = [];
+  let host: LocalHost;
+
+  beforeAll(async () => {
+    // An occurrence of the yearly "monitored" timer was due while the host was down.
+    const status = BlobServiceClient.fromConnectionString(connectionString).getContainerClient('azure-webjobs-hosts');
+    await status.createIfNotExists();
+    const missed = JSON.stringify({ Last: '2020-01-01T00:00:00.000Z', Next: '2021-01-01T00:00:00.000Z', LastUpdated: '2020-01-01T00:00:00.000Z' });
+    await status.getBlockBlobClient('timers/fixture/Host.Functions.monitored/status').upload(missed, missed.length);
+
+    host = await startLocalHost({
+      appDir,
+      port: 0,
+      hostId: 'fixture',
+      env: {
+        AzureWebJobsStorage: connectionString,
+        WORK_QUEUE: workQueue,
+        FLAKY_QUEUE: flakyQueue,
+        MONITORED_SCHEDULE: '0 0 0 1 1 *',
+      },
+      log: (level, message) => hostLog.push(`${level}: ${message}`),
+    });
+  });
+
+  afterAll(async () => {
+    await host.stop();
+    expect(recorded().hooks.at(-1)).toBe('appTerminate');
+  });
+
+  it('lists every registered function with its trigger', () => {
+    const byName = Object.fromEntries(host.functions.map((f) => [f.name, f]));
+    expect(byName.echo).toMatchObject({ trigger: 'http', detail: '/api/items/{id:int}/{*rest}', methods: ['GET', 'POST'] });
+    expect(byName.defaultRoute).toMatchObject({ trigger: 'http', detail: '/api/defaultRoute' });
+    expect(byName.work).toMatchObject({ trigger: 'queue', detail: workQueue });
+    expect(byName.tick).toMatchObject({ trigger: 'timer', detail: '* * * * * *' });
+    expect(recorded().hooks[0]).toBe('appStart');
+  });
+
+  it('routes HTTP requests by template, with the api prefix, parameters, query, headers, body and cookies', async () => {
+    const response = await fetch(`${host.baseUrl}/api/ITEMS/42/a/b%20c?tag=x&tag=y`, {
+      method: 'POST',
+      headers: { 'x-test': 'hello', 'content-type': 'text/plain' },
+      body: 'payload',
+    });
+    expect(response.status).toBe(201);
+    expect(response.headers.get('x-fixture')).toBe('yes');
+    expect(response.headers.get('set-cookie')).toBe('session=abc; Path=/; HttpOnly; SameSite=Lax');
+    expect(await response.json()).toEqual({
+      method: 'POST',
+      url: `${host.baseUrl}/api/ITEMS/42/a/b%20c?tag=x&tag=y`,
+      params: { id: '42', rest: 'a/b c' },
+      tag: 'x,y',
+      header: 'hello',
+      body: 'payload',
+      functionName: 'echo',
+    });
+    expect(recorded().hooks).toEqual(expect.arrayContaining(['pre:echo', 'post:echo']));
+  });
+
+  it('answers 404 for unknown routes, unmet constraints, other methods and paths outside the prefix', async () => {
+    for (const [method, path] of [
+      ['GET', '/api/items/notanumber/x'],
+      ['DELETE', '/api/items/1/x'],
+      ['GET', '/api/nothing'],
+      ['GET', '/items/1/x'],
+    ] as const) {
+      const response = await fetch(`${host.baseUrl}${path}`, { method });
+      expect(response.status, `${method} ${path}`).toBe(404);
+    }
+    expect((await fetch(`${host.baseUrl}/api/defaultroute`)).status).toBe(200);
+  });
+
+  it('turns a handler error into a 500 without details', async () => {
+    const response = await fetch(`${host.baseUrl}/api/fail`);
+    expect(response.status).toBe(500);
+    expect(await response.text()).toBe('');
+  });
+
+  it('delivers base64 JSON queue messages parsed, with trigger metadata', async () => {
+    const queue = queues.getQueueClient(workQueue);
+    await queue.create();
+    await queue.sendMessage(encodeQueueMessage({ kind: 'job', n: 1 }));
+    const seen = await waitFor(() => recorded().queue.find((q) => (q.payload as { n?: number }).n === 1));
+    expect(seen.payload).toEqual({ kind: 'job', n: 1 });
+    expect(seen.metadata?.dequeueCount).toBe(1);
+    expect(typeof seen.metadata?.id).toBe('string');
+    expect(typeof seen.metadata?.popReceipt).toBe('string');
+    expect(typeof seen.metadata?.insertionTime).toBe('string');
+    await waitFor(async () => (await queue.getProperties()).approximateMessagesCount === 0 || undefined);
+  });
+
+  it('retries a failing message and moves it unchanged to <queue>-poison after maxDequeueCount attempts', async () => {
+    const queue = queues.getQueueClient(flakyQueue);
+    await queue.create();
+    const text = encodeQueueMessage({ doomed: true });
+    await queue.sendMessage(text);
+    const poison = queues.getQueueClient(`${flakyQueue}-poison`);
+    const poisoned = await waitFor(async () => {
+      if (!(await poison.exists())) return undefined;
+      const peeked = await poison.peekMessages();
+      return peeked.peekedMessageItems[0];
+    }, 20_000);
+    expect(poisoned.messageText).toBe(text);
+    expect(recorded().poisonAttempts).toEqual([1, 2, 3]);
+    expect((await queue.getProperties()).approximateMessagesCount).toBe(0);
+    expect(hostLog.some((l) => l.includes(`moved to "${flakyQueue}-poison" after 3 attempts`))).toBe(true);
+  });
+
+  it('runs timers on their NCRONTAB schedule without overlapping runs', async () => {
+    const ticks = await waitFor(() => (recorded().ticks.length >= 3 ? recorded().ticks : undefined), 15_000);
+    for (let i = 1; i < ticks.length; i++) {
+      const previous = ticks[i - 1];
+      const current = ticks[i];
+      if (!previous || !current) throw new Error('missing tick');
+      expect(current.start).toBeGreaterThanOrEqual(previous.end);
+    }
+  });
+
+  it('runs a monitored timer whose occurrence was missed while the host was down, marked past due', async () => {
+    const runs = await waitFor(() => (recorded().monitored.length > 0 ? recorded().monitored : undefined));
+    expect(runs).toEqual([{ isPastDue: true, last: '2020-01-01T00:00:00.000Z' }]);
+    const status = BlobServiceClient.fromConnectionString(connectionString)
+      .getContainerClient('azure-webjobs-hosts')
+      .getBlockBlobClient('timers/fixture/Host.Functions.monitored/status');
+    const saved = await waitFor(async () => {
+      const body = JSON.parse((await status.downloadToBuffer()).toString()) as { Last: string; Next: string };
+      return body.Last === '2021-01-01T00:00:00.000Z' ? body : undefined;
+    });
+    expect(new Date(saved.Next).getUTCMonth()).toBe(0);
+    expect(Date.parse(saved.Next)).toBeGreaterThan(Date.now());
+  });
+});
