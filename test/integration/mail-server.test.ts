@@ -1,0 +1,400 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { ImapFlow } from 'imapflow';
+import nodemailer from 'nodemailer';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  startMailServer,
+  startMailServerOnFreePorts,
+  writeSigningKeys,
+  type RunningMailServer,
+} from '../../local/sandbox/mail-server/index.js';
+import {
+  APP_ROLES,
+  generateSigningKey,
+  importSigningKey,
+  mintAppToken,
+  mintDelegatedToken,
+  type DelegatedTokenOptions,
+  type TokenSigner,
+} from '../support/mail-tokens.js';
+import { Pop3Client } from '../support/pop3.js';
+import type { MailServerForTests } from './mail-server.global-setup.js';
+
+// The real Dovecot + Postfix of mail-server.global-setup.ts, accepting XOAUTH2 only, like Exchange
+// Online. null when this machine cannot run them: the suites below then show as skipped.
+const provided = inject('mailServer');
+
+function server(): MailServerForTests {
+  if (!provided) throw new Error('the mail server stack is not running');
+  return provided;
+}
+
+/** A mailbox no other test touches. */
+function mailbox(name: string): string {
+  return `${name}-${randomBytes(4).toString('hex')}@contoso.test`;
+}
+
+function imap(user: string, accessToken: string, via: 'implicit TLS' | 'STARTTLS' = 'implicit TLS'): ImapFlow {
+  const { host, ports, caPem } = server();
+  const client = new ImapFlow({
+    host,
+    port: via === 'implicit TLS' ? ports.imaps : ports.imap,
+    secure: via === 'implicit TLS',
+    doSTARTTLS: via === 'STARTTLS' ? true : undefined,
+    tls: { ca: caPem },
+    auth: { user, accessToken },
+    logger: false,
+  });
+  // A refused login also surfaces as an 'error' event; the rejected connect() is what tests check.
+  client.on('error', () => undefined);
+  return client;
+}
+
+async function withImap<T>(user: string, accessToken: string, use: (client: ImapFlow) => T | Promise<T>): Promise<T> {
+  const client = imap(user, accessToken);
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.logout();
+  }
+}
+
+function smtp(user: string, accessToken: string, via: 'STARTTLS' | 'implicit TLS' = 'STARTTLS') {
+  const { host, ports, caPem } = server();
+  return nodemailer.createTransport({
+    host,
+    port: via === 'STARTTLS' ? ports.submission : ports.submissions,
+    secure: via === 'implicit TLS',
+    requireTLS: via === 'STARTTLS',
+    tls: { ca: caPem },
+    auth: { type: 'OAuth2', user, accessToken },
+  });
+}
+
+function rawMessage(from: string, to: string, subject: string, text: string): string {
+  return [`From: ${from}`, `To: ${to}`, `Subject: ${subject}`, `Message-ID: <${randomUUID()}@contoso.test>`, '', text, ''].join('\r\n');
+}
+
+/** The capabilities in the IMAP greeting, before any login: what a client may choose from. */
+async function greetingCapabilities(port: number, caPem: string): Promise<string[]> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca: caPem });
+  try {
+    const [greeting] = (await once(socket, 'data')) as [Buffer];
+    return /\[CAPABILITY ([^\]]*)\]/.exec(greeting.toString('latin1'))?.[1]?.split(' ') ?? [];
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** Polls the INBOX until a message with this subject is there, and returns its source. */
+async function waitForMessage(user: string, accessToken: string, subject: string, timeoutMs = 10_000): Promise<string> {
+  return withImap(user, accessToken, async (client) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lock = await client.getMailboxLock('INBOX');
+      try {
+        const uids = await client.search({ subject }, { uid: true });
+        const uid = uids ? uids[0] : undefined;
+        if (uid !== undefined) {
+          const message = await client.fetchOne(String(uid), { source: true }, { uid: true });
+          if (message && message.source) return message.source.toString('utf8');
+        }
+      } finally {
+        lock.release();
+      }
+      if (Date.now() > deadline) throw new Error(`no message "${subject}" reached ${user} within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+}
+
+/**
+ * Waits for Dovecot to log a line about this user that matches `pattern`: how a login was made
+ * (the SASL mechanism), or why a token was refused, which proves a refusal had the intended cause.
+ */
+async function expectDovecotLogged(user: string, pattern: RegExp, logPath = server().dovecotLogPath): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const log = await readFile(logPath, 'utf8');
+    if (log.split('\n').some((line) => line.includes(user) && pattern.test(line))) return;
+    if (Date.now() > deadline) throw new Error(`Dovecot did not log ${String(pattern)} for ${user}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function expectImapRefused(user: string, accessToken: string): Promise<void> {
+  const client = imap(user, accessToken);
+  try {
+    await expect(client.connect()).rejects.toMatchObject({ authenticationFailed: true, serverResponseCode: 'AUTHENTICATIONFAILED' });
+  } finally {
+    client.close();
+  }
+}
+
+async function expectSmtpRefused(user: string, accessToken: string): Promise<void> {
+  const transport = smtp(user, accessToken);
+  try {
+    await expect(transport.verify()).rejects.toMatchObject({ code: 'EAUTH', responseCode: 535 });
+  } finally {
+    transport.close();
+  }
+}
+
+async function expectPop3Refused(user: string, accessToken: string): Promise<void> {
+  const { host, ports, caPem } = server();
+  const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+  try {
+    await expect(pop3.authenticateXoauth2(user, accessToken)).rejects.toMatchObject({ authenticationFailed: true });
+  } finally {
+    pop3.close();
+  }
+}
+
+describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 2.0 bearer tokens)', () => {
+  let signer: TokenSigner;
+  let tenant: string;
+
+  beforeAll(async () => {
+    const { signingKey, tenants } = server();
+    signer = await importSigningKey(signingKey.pemKid, signingKey.privateKeyPem);
+    tenant = tenants[0];
+  });
+
+  function delegated(upn: string, options: Partial<DelegatedTokenOptions> = {}): Promise<string> {
+    return mintDelegatedToken(signer, { tenantId: tenant, upn, ...options });
+  }
+
+  describe('accepts valid tokens', () => {
+    it('IMAP over implicit TLS: XOAUTH2 login (the only mechanism offered), APPEND, then FETCH', async () => {
+      const user = mailbox('alice');
+      const subject = `append ${randomUUID()}`;
+      const offered = await greetingCapabilities(server().ports.imaps, server().caPem);
+      expect(offered.filter((capability) => capability.startsWith('AUTH='))).toEqual(['AUTH=XOAUTH2']);
+
+      await withImap(user, await delegated(user), async (client) => {
+        const appended = await client.append('INBOX', rawMessage(user, user, subject, 'hello from APPEND'));
+        expect(appended).toMatchObject({ destination: 'INBOX' });
+        const lock = await client.getMailboxLock('INBOX');
+        try {
+          const message = await client.fetchOne('*', { envelope: true, source: true });
+          expect(message && message.envelope?.subject).toBe(subject);
+          expect(message && message.source?.toString('utf8')).toContain('hello from APPEND');
+        } finally {
+          lock.release();
+        }
+      });
+      await expectDovecotLogged(user, /Login: .*method=XOAUTH2/);
+    });
+
+    it('IMAP with STARTTLS', async () => {
+      const user = mailbox('alice');
+      const client = imap(user, await delegated(user), 'STARTTLS');
+      await client.connect();
+      try {
+        expect(client.secureConnection).toBe(true);
+        expect(await client.status('INBOX', { messages: true })).toMatchObject({ messages: 0 });
+      } finally {
+        await client.logout();
+      }
+    });
+
+    it.each(['STARTTLS', 'implicit TLS'] as const)('SMTP submission over %s delivers to the recipient, who reads it over IMAP', async (via) => {
+      const sender = mailbox('alice');
+      const recipient = mailbox('bob');
+      const subject = `smtp ${via} ${randomUUID()}`;
+      const transport = smtp(sender, await delegated(sender), via);
+      try {
+        // A realistic Entra token is 1.5-2.5 kB: the AUTH line must take it whole.
+        const info = await transport.sendMail({ from: sender, to: recipient, subject, text: 'hello over SMTP' });
+        expect(info.accepted).toEqual([recipient]);
+      } finally {
+        transport.close();
+      }
+      const source = await waitForMessage(recipient, await delegated(recipient), subject);
+      expect(source).toContain(`From: ${sender}`);
+      expect(source).toContain('hello over SMTP');
+    });
+
+    it('POP3 over implicit TLS: SASL XOAUTH2, STAT, RETR', async () => {
+      const user = mailbox('carol');
+      const token = await delegated(user);
+      const subject = `pop3 ${randomUUID()}`;
+      await withImap(user, token, (client) => client.append('INBOX', rawMessage(user, user, subject, 'hello over POP3')));
+
+      const { host, ports, caPem } = server();
+      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+      try {
+        await pop3.authenticateXoauth2(user, token);
+        expect(await pop3.stat()).toMatchObject({ count: 1 });
+        const message = await pop3.retr(1);
+        expect(message).toContain(`Subject: ${subject}`);
+        expect(message).toContain('hello over POP3');
+        await pop3.quit();
+      } finally {
+        pop3.close();
+      }
+    });
+
+    it('tokens of every configured tenant', async () => {
+      const user = mailbox('dave');
+      const token = await delegated(user, { tenantId: server().tenants[1] });
+      expect(await withImap(user, token, (client) => client.status('INBOX', { messages: true }))).toMatchObject({ messages: 0 });
+    });
+
+    it('keys stored as JWK, and keys stored under the azp of v2 tokens', async () => {
+      const { signingKey, azpClientId } = server();
+      const user = mailbox('erin');
+      const jwkSigner = await importSigningKey(signingKey.jwkKid, signingKey.privateKeyPem);
+      const jwkToken = await mintDelegatedToken(jwkSigner, { tenantId: tenant, upn: user });
+      expect(await withImap(user, jwkToken, (client) => client.noop().then(() => client.usable))).toBe(true);
+      const v2Token = await delegated(user, { azp: azpClientId });
+      expect(await withImap(user, v2Token, (client) => client.noop().then(() => client.usable))).toBe(true);
+    });
+
+    it('an app-only token opens any mailbox over IMAP, SMTP and POP3', async () => {
+      const user = mailbox('shared');
+      const recipient = mailbox('frank');
+      const token = await mintAppToken(signer, { tenantId: tenant });
+      const subject = `app-only ${randomUUID()}`;
+
+      await withImap(user, token, (client) => client.append('INBOX', rawMessage(user, user, subject, 'stored by the app')));
+
+      const transport = smtp(user, token);
+      try {
+        await transport.sendMail({ from: user, to: recipient, subject, text: 'sent by the app' });
+      } finally {
+        transport.close();
+      }
+      expect(await waitForMessage(recipient, await delegated(recipient), subject)).toContain('sent by the app');
+
+      const { host, ports, caPem } = server();
+      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+      try {
+        await pop3.authenticateXoauth2(user, token);
+        expect(await pop3.retr(1)).toContain(`Subject: ${subject}`);
+      } finally {
+        pop3.close();
+      }
+    });
+  });
+
+  // Each case differs from a valid delegated token in one respect, and must be refused over every
+  // protocol with a definite authentication failure (not a temporary one), for the reason Dovecot logs.
+  describe.concurrent('refuses', () => {
+    const now = () => Math.floor(Date.now() / 1000);
+    const cases: { name: string; reason: RegExp; token: (user: string) => Promise<string> }[] = [
+      {
+        name: 'an expired token',
+        reason: /Token has expired/,
+        token: (user) => delegated(user, { issuedAt: now() - 7200, lifetimeSeconds: 3600 }),
+      },
+      {
+        name: 'a token that is not valid yet',
+        reason: /Token is not valid yet/,
+        token: (user) => delegated(user, { claims: { nbf: now() + 300 } }),
+      },
+      {
+        name: 'a token for another audience (Microsoft Graph)',
+        reason: /client_id not found in aud field/,
+        token: (user) => delegated(user, { audience: 'https://graph.microsoft.com' }),
+      },
+      {
+        name: 'a token issued by a tenant the servers do not serve',
+        reason: /Issuer '.*' is not allowed/,
+        token: (user) => delegated(user, { tenantId: randomUUID() }),
+      },
+      {
+        name: 'a token signed by a foreign key under a trusted kid',
+        reason: /Bad signature/,
+        token: async (user) => mintDelegatedToken(await generateSigningKey(signer.kid), { tenantId: tenant, upn: user }),
+      },
+      {
+        name: "a delegated token for another user's mailbox",
+        reason: /did not match/,
+        token: () => delegated(mailbox('mallory')),
+      },
+      {
+        // Users assigned app roles get them in their tokens too; that must not make them an app.
+        name: "a delegated token that carries app roles, for another user's mailbox",
+        reason: /did not match/,
+        token: () => delegated(mailbox('mallory'), { claims: { roles: APP_ROLES, idtyp: undefined } }),
+      },
+    ];
+
+    it.for(cases)('$name', async ({ reason, token }) => {
+      const user = mailbox('victim');
+      const accessToken = await token(user);
+      await expectImapRefused(user, accessToken);
+      await expectSmtpRefused(user, accessToken);
+      await expectPop3Refused(user, accessToken);
+      await expectDovecotLogged(user, reason);
+    });
+  });
+});
+
+describe.skipIf(provided === null)('startMailServer', () => {
+  it('starts a second stack offering both mechanisms, restarts it in place with its CA and keys, and stops it completely', async () => {
+    const stackDir = await mkdtemp(join(tmpdir(), 'm365-mail-'));
+    await chmod(stackDir, 0o755);
+    const tenantId = randomUUID();
+    let running: RunningMailServer | undefined;
+    try {
+      const first = await startMailServerOnFreePorts({ stackDir, tenants: [tenantId] });
+      running = first;
+      const key = await generateSigningKey('second-stack');
+      await writeSigningKeys(first.keyDictPath, [{ kid: key.kid, publicKeyPem: key.publicKeyPem }]);
+      const user = mailbox('grace');
+      const login = async (caPem: string) => {
+        const client = new ImapFlow({
+          host: first.host,
+          port: first.ports.imaps,
+          secure: true,
+          tls: { ca: caPem },
+          auth: { user, accessToken: await mintDelegatedToken(key, { tenantId, upn: user }) },
+          logger: false,
+        });
+        await client.connect();
+        await client.logout();
+      };
+      const offered = await greetingCapabilities(first.ports.imaps, first.caPem);
+      expect(offered).toContain('AUTH=XOAUTH2');
+      expect(offered).toContain('AUTH=OAUTHBEARER');
+      await login(first.caPem);
+      // imapflow prefers OAUTHBEARER when it is offered.
+      await expectDovecotLogged(user, /Login: .*method=OAUTHBEARER/, first.dovecotLogPath);
+
+      const second = await startMailServer({ stackDir, tenants: [tenantId], ports: first.ports });
+      running = second;
+      expect(second.caPem).toBe(first.caPem);
+      await login(second.caPem);
+
+      await second.stop();
+      expect(existsSync(join(stackDir, 'run', 'dovecot.pid'))).toBe(false);
+      const ports: Record<string, number> = { ...first.ports };
+      for (const port of Object.values(ports)) {
+        const refused = await new Promise<boolean>((resolve) => {
+          const socket = connect({ host: '127.0.0.1', port });
+          socket.once('connect', () => {
+            socket.destroy();
+            resolve(false);
+          });
+          socket.once('error', () => {
+            resolve(true);
+          });
+        });
+        expect(refused, `port ${port} still accepts connections`).toBe(true);
+      }
+    } finally {
+      await running?.stop();
+      await rm(stackDir, { recursive: true, force: true });
+    }
+  });
+});
