@@ -66,20 +66,20 @@ const serviceUrl = (example: string) =>
 const P = 'AzureWebJobsStorage__';
 const envSchema = z.object({
   AzureWebJobsStorage: setting(z.string().trim()),
-  [`${P}accountName`]: setting(
+  AzureWebJobsStorage__accountName: setting(
     z.string().trim().regex(/^[a-z0-9]{3,24}$/, 'must be 3-24 lowercase letters and digits'),
   ),
-  [`${P}tableServiceUri`]: setting(serviceUrl('https://<account>.table.core.windows.net')),
-  [`${P}queueServiceUri`]: setting(serviceUrl('https://<account>.queue.core.windows.net')),
-  [`${P}blobServiceUri`]: setting(serviceUrl('https://<account>.blob.core.windows.net')),
-  [`${P}credential`]: setting(
+  AzureWebJobsStorage__tableServiceUri: setting(serviceUrl('https://<account>.table.core.windows.net')),
+  AzureWebJobsStorage__queueServiceUri: setting(serviceUrl('https://<account>.queue.core.windows.net')),
+  AzureWebJobsStorage__blobServiceUri: setting(serviceUrl('https://<account>.blob.core.windows.net')),
+  AzureWebJobsStorage__credential: setting(
     z
       .string()
       .trim()
       .refine((v) => v.toLowerCase() === 'managedidentity', 'the only supported value is "managedidentity"'),
   ),
-  [`${P}clientId`]: setting(guid('a user-assigned managed identity')),
-  [`${P}managedIdentityResourceId`]: setting(z.string().trim().startsWith('/subscriptions/', 'must be an Azure resource id')),
+  AzureWebJobsStorage__clientId: setting(guid('a user-assigned managed identity')),
+  AzureWebJobsStorage__managedIdentityResourceId: setting(z.string().trim().startsWith('/subscriptions/', 'must be an Azure resource id')),
   SECRET_STORE: setting(
     z
       .string()
@@ -111,25 +111,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const storage = readStorage(values, problems);
   const secretStore = readSecretStore(values, runningInAzure, problems);
 
-  if (problems.length > 0 || !storage || !secretStore) throw new ConfigError(problems);
+  if (problems.length > 0 || !storage || !secretStore) throw new ConfigError(firstProblemPerSetting(problems));
   return { storage, secretStore, logLevel: values.LOG_LEVEL ?? 'info', runningInAzure };
 }
 
-/** Each setting on its own, so one bad value does not hide the problems of the others. */
-function parseSettings(env: NodeJS.ProcessEnv, problems: string[]): Partial<Env> {
-  const values: Record<string, unknown> = {};
-  for (const [name, schema] of Object.entries(envSchema.shape)) {
-    const result = schema.safeParse(env[name]);
-    if (result.success) {
-      values[name] = result.data;
-    } else {
-      problems.push(...result.error.issues.map((issue) => `${name}: ${issue.message}`));
-    }
+/**
+ * Validates every setting; an invalid one is reported and then treated as unset, so the checks
+ * that combine settings still run and the one message covers everything.
+ */
+function parseSettings(env: NodeJS.ProcessEnv, problems: string[]): Env {
+  const first = envSchema.safeParse(env);
+  if (first.success) return first.data;
+  const invalid = new Set<string>();
+  for (const issue of first.error.issues) {
+    const name = String(issue.path[0]);
+    invalid.add(name);
+    problems.push(`${name}: ${issue.message}`);
   }
-  return values as Partial<Env>;
+  return envSchema.parse(Object.fromEntries(Object.entries(env).filter(([name]) => !invalid.has(name))));
 }
 
-function readStorage(env: Partial<Env>, problems: string[]): StorageConfig | undefined {
+function readStorage(env: Env, problems: string[]): StorageConfig | undefined {
   const connectionString = env.AzureWebJobsStorage;
   const identityKeys = (Object.keys(envSchema.shape) as (keyof Env)[]).filter(
     (k) => k.startsWith(P) && env[k] !== undefined,
@@ -184,7 +186,7 @@ function readStorage(env: Partial<Env>, problems: string[]): StorageConfig | und
   return { kind: 'identity', tableServiceUri, queueServiceUri, blobServiceUri, credential };
 }
 
-function readSecretStore(env: Partial<Env>, runningInAzure: boolean, problems: string[]): SecretStoreConfig | undefined {
+function readSecretStore(env: Env, runningInAzure: boolean, problems: string[]): SecretStoreConfig | undefined {
   const kind = env.SECRET_STORE ?? (runningInAzure ? 'keyvault' : 'local');
   if (kind === 'keyvault') {
     const vaultUrl = env.KEY_VAULT_URL;
@@ -211,6 +213,17 @@ function readSecretStore(env: Partial<Env>, runningInAzure: boolean, problems: s
     return undefined;
   }
   return { kind: 'local', directory };
+}
+
+/** An invalid setting reads as unset to the later checks; say only what is wrong with it. */
+function firstProblemPerSetting(problems: string[]): string[] {
+  const seen = new Set<string>();
+  return problems.filter((problem) => {
+    const setting = problem.slice(0, problem.indexOf(':'));
+    if (seen.has(setting)) return false;
+    seen.add(setting);
+    return true;
+  });
 }
 
 /** https, or http on loopback (Azurite and local stand-ins on a developer machine). */

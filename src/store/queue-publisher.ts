@@ -28,7 +28,8 @@ export interface PublishedMessage {
 }
 
 export function encodeQueueMessage(payload: unknown): string {
-  const json = JSON.stringify(payload);
+  // JSON.stringify yields undefined for undefined, functions and symbols, whatever its type says.
+  const json = JSON.stringify(payload) as string | undefined;
   if (json === undefined) throw new TypeError('Queue payload must be serializable to JSON');
   return Buffer.from(json, 'utf8').toString('base64');
 }
@@ -87,7 +88,7 @@ export class QueuePublisher {
 
 export function isBlobPayloadEnvelope(message: unknown): message is BlobPayloadEnvelope {
   if (typeof message !== 'object' || message === null || !('$payloadRef' in message)) return false;
-  const ref = (message as { $payloadRef: unknown }).$payloadRef;
+  const ref = message.$payloadRef;
   return (
     typeof ref === 'object' &&
     ref !== null &&

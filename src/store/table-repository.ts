@@ -184,9 +184,9 @@ export class TableRepository<T> {
     const pages = this.client
       .listEntities<TableProperties>({ queryOptions: { filter } })
       .byPage({ maxPageSize: options.pageSize ?? 100, ...(options.continuationToken && { continuationToken: options.continuationToken }) });
-    const { value } = await pages.next();
-    if (!value) return { items: [] };
-    const page = value as TableEntityResult<TableProperties>[] & { continuationToken?: string };
+    const first: IteratorResult<TableEntityResult<TableProperties>[] & { continuationToken?: string }> = await pages.next();
+    if (first.done) return { items: [] };
+    const page = first.value;
     return {
       items: page.map((entity) => this.toVersioned(entity)),
       ...(page.continuationToken && { continuationToken: page.continuationToken }),

@@ -12,14 +12,16 @@ const SENSITIVE_KEY =
   /^(authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client_?secret|access_?token|refresh_?token|id_?token|auth_?code|authorization_?code|code_?verifier|client_?assertion|assertion|api_?key|x-api-key|account_?key|sas_?token|connection_?string|private_?key|sasl|xoauth2)$/i;
 
 const CREDENTIAL_PARAMS =
-  'access_token|refresh_token|id_token|client_secret|client_assertion|assertion|code|code_verifier|password|token|sig|AccountKey|SharedAccessSignature|SharedAccessKey';
+  'access_token|refresh_token|id_token|client_secret|client_assertion|assertion|code_verifier|password|token|sig|AccountKey|SharedAccessSignature|SharedAccessKey';
 
 const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
-  // SASL XOAUTH2 in clear: user=<addr>^Aauth=Bearer <token>^A^A
+  // SASL XOAUTH2 in clear: user=<addr>^Aauth=Bearer <token>^A^A (^A is the protocol's separator)
+  // eslint-disable-next-line no-control-regex
   [/user=[^\x01\s]*\x01auth=[^\x01]*\x01\x01?/g, REDACTED],
   // Base64 of "user=..." (XOAUTH2) and of "n,a=..." / "n,," (OAUTHBEARER GS2 header)
-  [/\b(?:dXNlcj[0-3]|bixhP[Q-T]|biws)[A-Za-z0-9+/]{16,}={0,2}/g, REDACTED],
-  [/\b(Bearer|Basic|Negotiate|SharedKey)\s+[A-Za-z0-9\-._~+/:]+=*/gi, `$1 ${REDACTED}`],
+  [/\b(?:dXNlcj[0-3]|bixhP[T-X]|biws)[A-Za-z0-9+/]{16,}={0,2}/g, REDACTED],
+  // Credentials after an auth scheme; at least 16 characters so prose ("a Bearer or PoP token") stays
+  [/\b(Bearer|Basic|Negotiate|SharedKey)\s+[A-Za-z0-9\-._~+/:]{16,}=*/gi, `$1 ${REDACTED}`],
   // JWT / JWS (access tokens, id tokens, client assertions)
   [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, REDACTED],
   // Microsoft refresh tokens and authorization codes ("0.A…", "1.A…")
@@ -28,6 +30,8 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/(?<![A-Za-z0-9_\-.~])[A-Za-z0-9_\-.~]{3}\d[A-Z]~[A-Za-z0-9_\-.~]{31,}/g, REDACTED],
   // key=value in query strings, form bodies and connection strings
   [new RegExp(`(?<![A-Za-z0-9_])(${CREDENTIAL_PARAMS})=([^&\\s;"',]+)`, 'gi'), `$1=${REDACTED}`],
+  // OAuth authorization codes in callback URLs and token requests; short values are error codes
+  [/(?<![A-Za-z0-9_])code=([^&\s;"',]{20,})/g, `code=${REDACTED}`],
   // "key": "value" in JSON text
   [
     new RegExp(`"(${CREDENTIAL_PARAMS}|accessToken|refreshToken|clientSecret|apiKey)"\\s*:\\s*"(?:[^"\\\\]|\\\\.)*"`, 'gi'),

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+const MI = '00000000-1111-2222-3333-444444444444';
+
+function problemsOf(env: NodeJS.ProcessEnv): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('configuration was accepted');
+}
+
+describe('loadConfig', () => {
+  it('runs locally on Azurite and the local secret store with nothing but a connection string', () => {
+    const config = loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', HOME: '/home/dev' });
+    expect(config).toEqual({
+      storage: { kind: 'connectionString', connectionString: 'UseDevelopmentStorage=true', developmentStorage: true },
+      secretStore: { kind: 'local', directory: '/home/dev/.m365-connector/secrets' },
+      logLevel: 'info',
+      runningInAzure: false,
+    });
+  });
+
+  it('reads identity-based storage the way the Functions host does', () => {
+    const config = loadConfig({
+      AzureWebJobsStorage__tableServiceUri: 'https://acct.table.core.windows.net/',
+      AzureWebJobsStorage__queueServiceUri: 'https://acct.queue.core.windows.net',
+      AzureWebJobsStorage__blobServiceUri: 'https://acct.blob.core.windows.net',
+      AzureWebJobsStorage__credential: 'managedidentity',
+      AzureWebJobsStorage__clientId: MI,
+      WEBSITE_INSTANCE_ID: 'abc',
+      KEY_VAULT_URL: 'https://vault.vault.azure.net/',
+      AZURE_CLIENT_ID: MI,
+    });
+    expect(config.storage).toEqual({
+      kind: 'identity',
+      tableServiceUri: 'https://acct.table.core.windows.net',
+      queueServiceUri: 'https://acct.queue.core.windows.net',
+      blobServiceUri: 'https://acct.blob.core.windows.net',
+      credential: { kind: 'managedIdentity', clientId: MI },
+    });
+    expect(config.secretStore).toEqual({
+      kind: 'keyvault',
+      vaultUrl: 'https://vault.vault.azure.net',
+      credential: { kind: 'managedIdentity', clientId: MI },
+    });
+    expect(config.runningInAzure).toBe(true);
+  });
+
+  it('derives the three service URIs from accountName', () => {
+    const config = loadConfig({ AzureWebJobsStorage__accountName: 'acct', HOME: '/h' });
+    expect(config.storage).toMatchObject({
+      tableServiceUri: 'https://acct.table.core.windows.net',
+      blobServiceUri: 'https://acct.blob.core.windows.net',
+      credential: { kind: 'default' },
+    });
+  });
+
+  it('names every missing or invalid setting in one error, without echoing values', () => {
+    const secretish = 'DefaultEndpointsProtocol=https;AccountKey=c2VjcmV0';
+    const problems = problemsOf({
+      AzureWebJobsStorage: secretish,
+      SECRET_STORE: 'keyvault',
+      LOG_LEVEL: 'loud',
+      AZURE_CLIENT_ID: 'not-a-guid',
+    });
+    expect(problems).toEqual([
+      'AZURE_CLIENT_ID: must be the client id (a GUID) of the user-assigned managed identity',
+      'LOG_LEVEL: must be one of debug, info, warn, error',
+      expect.stringMatching(/^AzureWebJobsStorage: not a storage connection string/),
+      expect.stringMatching(/^KEY_VAULT_URL: missing; required when SECRET_STORE is "keyvault"/),
+    ]);
+    expect(problems.join('\n')).not.toContain('c2VjcmV0');
+  });
+
+  it('refuses a half-configured identity-based storage and a mix of both forms', () => {
+    expect(problemsOf({ AzureWebJobsStorage__tableServiceUri: 'https://a.table.core.windows.net', HOME: '/h' })).toEqual([
+      expect.stringMatching(/^AzureWebJobsStorage__queueServiceUri: missing/),
+      expect.stringMatching(/^AzureWebJobsStorage__blobServiceUri: missing/),
+    ]);
+    expect(
+      problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', AzureWebJobsStorage__accountName: 'acct', HOME: '/h' }),
+    ).toEqual([expect.stringMatching(/^AzureWebJobsStorage: set either a connection string or/)]);
+    expect(problemsOf({ AzureWebJobsStorage__accountName: 'Not_Valid', AzureWebJobsStorage__credential: 'secret', HOME: '/h' })).toEqual([
+      'AzureWebJobsStorage__accountName: must be 3-24 lowercase letters and digits',
+      'AzureWebJobsStorage__credential: the only supported value is "managedidentity"',
+      expect.stringMatching(/^AzureWebJobsStorage: missing/),
+    ]);
+  });
+
+  it('refuses plain http service URLs except on loopback', () => {
+    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'http://vault.example.com' })).toEqual([
+      'KEY_VAULT_URL: must be an https URL such as https://<vault>.vault.azure.net',
+    ]);
+    expect(
+      loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'http://127.0.0.1:8443' }).secretStore,
+    ).toMatchObject({ vaultUrl: 'http://127.0.0.1:8443' });
+  });
+
+  it('refuses the local secret store in Azure and defaults to Key Vault there', () => {
+    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', WEBSITE_INSTANCE_ID: 'x', SECRET_STORE: 'local' })).toEqual([
+      expect.stringMatching(/^SECRET_STORE: "local" .* refused in Azure/),
+    ]);
+    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', WEBSITE_INSTANCE_ID: 'x' })).toEqual([
+      expect.stringMatching(/^KEY_VAULT_URL: missing/),
+    ]);
+  });
+
+  it('treats empty settings as unset', () => {
+    expect(problemsOf({ AzureWebJobsStorage: '  ', HOME: '/h' })).toEqual([expect.stringMatching(/^AzureWebJobsStorage: missing/)]);
+  });
+
+  it('formats one readable message', () => {
+    try {
+      loadConfig({});
+    } catch (error) {
+      expect((error as Error).message).toMatch(/^Invalid configuration: 2 settings to fix\.\n {2}- AzureWebJobsStorage: missing/);
+      return;
+    }
+    throw new Error('configuration was accepted');
+  });
+});
