@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
 export function freePort(): Promise<number> {
@@ -18,7 +18,6 @@ export function freePort(): Promise<number> {
 
 /** Resolves once something accepts TCP connections on host:port, or rejects after `timeoutMs`. */
 export async function waitForPort(port: number, options: { host?: string; timeoutMs?: number } = {}): Promise<void> {
-  const { connect } = await import('node:net');
   const host = options.host ?? '127.0.0.1';
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {

@@ -1,8 +1,11 @@
 import { parseArgs } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../src/config.js';
+import { createAzureCredential } from '../src/identity/azure-credential.js';
 import { provisionStorage } from '../src/store/provision-storage.js';
 import { createStorageClients } from '../src/store/storage-clients.js';
+import { redactText } from '../src/telemetry/redact.js';
 import { startAzurite, DEFAULT_AZURITE_PORTS, type RunningAzurite } from './azurite.js';
 import { consoleFunctionLog, consoleHostLog } from './host/console-log.js';
 import { startLocalHost, type LocalHost } from './host/host.js';
@@ -59,14 +62,18 @@ async function main(): Promise<void> {
       settings.values.AzureWebJobsStorage = azurite.connectionString;
     }
     Object.assign(process.env, settings.values);
-    if (azurite) {
-      const storage = createStorageClients(
-        { kind: 'connectionString', connectionString: azurite.connectionString, developmentStorage: false },
-        () => {
-          throw new Error('Azurite is reached through its connection string');
-        },
-      );
+    // The connector validates the same settings again when the app starts; doing it here first
+    // stops npm start before anything else runs, and gives the storage to provision.
+    const { storage: storageConfig } = loadConfig(process.env);
+    const storage = createStorageClients(storageConfig, () => {
+      if (storageConfig.kind !== 'identity') throw new Error('connection-string storage needs no credential');
+      return createAzureCredential(storageConfig.credential);
+    });
+    try {
       await provisionStorage(storage);
+    } catch (error) {
+      if (azurite) throw error;
+      consoleHostLog('warn', 'Could not create the storage layout in the configured account (the health check will say what is missing)', error);
     }
 
     host = await startLocalHost({
@@ -76,7 +83,7 @@ async function main(): Promise<void> {
       functionLog: consoleFunctionLog({ verbose: args.verbose }),
     });
   } catch (error) {
-    console.error(`\nnpm start failed: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`\nnpm start failed: ${redactText(error instanceof Error ? error.message : String(error))}`);
     await stop(1);
     return;
   }

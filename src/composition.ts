@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import { loadConfig, type AzureCredentialConfig, type Config } from './config.js';
-import { ProbeFailure, type Probe, type ProbeName } from './health/check-health.js';
+import { ProbeFailure, cachedHealthCheck, type HealthReport } from './health/check-health.js';
 import { createAzureCredential } from './identity/azure-credential.js';
 import { createKeyVaultSecretStore } from './secrets/key-vault-secret-store.js';
 import { LocalSecretStore } from './secrets/local-secret-store.js';
@@ -25,7 +25,8 @@ export interface Services {
   payloads: PayloadStore;
   queues: QueuePublisher;
   secrets: SecretStore;
-  healthProbes: Record<ProbeName, Probe>;
+  /** Readiness of storage and the secret store, reused for a few seconds (see cachedHealthCheck). */
+  checkHealth(): Promise<HealthReport>;
 }
 
 let services: Promise<Services> | undefined;
@@ -70,13 +71,13 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     payloads,
     queues: new QueuePublisher(storage.queueService, payloads),
     secrets,
-    healthProbes: {
+    checkHealth: cachedHealthCheck({
       tableStorage: () => storage.tableService.listTables().byPage({ maxPageSize: 1 }).next(),
       queueStorage: () => storage.queueService.listQueues().byPage({ maxPageSize: 1 }).next(),
       blobStorage: async () => {
         if (!(await payloads.exists())) throw new ProbeFailure(`container "${CONTAINERS.payloads}" is missing`);
       },
       secretStore: () => secrets.ping(),
-    },
+    }),
   };
 }

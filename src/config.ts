@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isRunningInAzure } from './azure-environment.js';
 
 /**
  * Environment → validated, typed settings. Read once at start-up; every missing or invalid
@@ -31,7 +32,7 @@ export interface Config {
   storage: StorageConfig;
   secretStore: SecretStoreConfig;
   logLevel: LogLevel;
-  /** True inside Azure App Service / Functions (the platform sets WEBSITE_INSTANCE_ID). */
+  /** True inside Azure App Service / Functions (see isRunningInAzure). */
   runningInAzure: boolean;
 }
 
@@ -97,7 +98,6 @@ const envSchema = z.object({
       .toLowerCase()
       .pipe(z.enum(['debug', 'info', 'warn', 'error'], { error: 'must be one of debug, info, warn, error' })),
   ),
-  WEBSITE_INSTANCE_ID: setting(z.string()),
   HOME: setting(z.string()),
   USERPROFILE: setting(z.string()),
 });
@@ -106,7 +106,7 @@ type Env = z.output<typeof envSchema>;
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   const values = parseSettings(env, problems);
-  const runningInAzure = values.WEBSITE_INSTANCE_ID !== undefined;
+  const runningInAzure = isRunningInAzure(env);
 
   const storage = readStorage(values, problems);
   const secretStore = readSecretStore(values, runningInAzure, problems);
@@ -226,12 +226,10 @@ function firstProblemPerSetting(problems: string[]): string[] {
   });
 }
 
-/** https, or http on loopback (Azurite and local stand-ins on a developer machine). */
+/** https only: these services are reached with bearer tokens, which the Azure SDKs never send over http. */
 function isServiceUrl(value: string): boolean {
   try {
-    const url = new URL(value);
-    if (url.protocol === 'https:') return true;
-    return url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+    return new URL(value).protocol === 'https:';
   } catch {
     return false;
   }

@@ -7,6 +7,8 @@ import { join } from 'node:path';
  */
 export interface HostSettings {
   routePrefix: string;
+  /** How long an invocation may run (host.json functionTimeout; the Flex Consumption default is 30 minutes). */
+  functionTimeoutMs: number;
   queues: {
     batchSize: number;
     newBatchThreshold: number;
@@ -20,6 +22,7 @@ export interface HostSettings {
 
 interface HostJson {
   version?: string;
+  functionTimeout?: string;
   extensions?: {
     http?: { routePrefix?: string };
     queues?: {
@@ -53,6 +56,7 @@ export async function readHostSettings(appDir: string): Promise<HostSettings> {
   }
   return {
     routePrefix: (json.extensions?.http?.routePrefix ?? 'api').replace(/^\/+|\/+$/g, ''),
+    functionTimeoutMs: parseTimeSpan(json.functionTimeout ?? '00:30:00', 'functionTimeout'),
     queues: {
       batchSize,
       newBatchThreshold: queues.newBatchThreshold ?? Math.floor(batchSize / 2),

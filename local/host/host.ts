@@ -7,8 +7,8 @@ import { FunctionRegistry, installCoreApi, type RegisteredFunction } from './cor
 import type { RpcLogLevel, RpcTypedData } from './core-types.js';
 import type { HostLog } from './host-log.js';
 import { readHostSettings, resolveAppSettings } from './host-json.js';
-import { httpRoutes, startHttpListener } from './http-listener.js';
-import { invoke, type InvocationLogEntry, type InvocationLogger } from './invoke.js';
+import { DEFAULT_BODY_LIMIT_BYTES, httpRoutes, startHttpListener } from './http-listener.js';
+import { invoke, type InvocationLogger } from './invoke.js';
 import { QueueListener } from './queue-listener.js';
 import { TimerScheduler } from './timer-scheduler.js';
 
@@ -79,13 +79,24 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       functionLog({ functionName: name, invocationId, level, category: 'system', message });
     };
     system('information', `Executing 'Functions.${name}' (Reason='${reason}', Id=${invocationId})`);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const response = await invoke(registry, fn, { inputData: [{ name: inputName, data }], triggerMetadata }, functionLog, invocationId);
+      const response = await Promise.race([
+        invoke(registry, fn, { inputData: [{ name: inputName, data }], triggerMetadata }, functionLog, invocationId),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            // The host would now restart the worker; here the handler runs on, but its outcome no longer counts.
+            reject(new Error(`Timeout value of ${formatTimeSpan(settings.functionTimeoutMs)} exceeded by function 'Functions.${name}' (Id: '${invocationId}')`));
+          }, settings.functionTimeoutMs);
+        }),
+      ]);
       system('information', `Executed 'Functions.${name}' (Succeeded, Id=${invocationId}, Duration=${Math.round(performance.now() - started)}ms)`);
       return response;
     } catch (error) {
       system('error', `Executed 'Functions.${name}' (Failed, Id=${invocationId}, Duration=${Math.round(performance.now() - started)}ms): ${describe(error)}`);
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   };
 
@@ -160,6 +171,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     routes,
     routePrefix: settings.routePrefix,
     port: options.port,
+    bodyLimitBytes: Number(env.FUNCTIONS_REQUEST_BODY_SIZE_LIMIT ?? DEFAULT_BODY_LIMIT_BYTES),
     log,
     invoke: (fn, triggerName, request) =>
       run(fn, `This function was programmatically called via the host APIs.`, triggerName, { http: request }, {}),
@@ -207,8 +219,13 @@ async function loadEntryPoints(appDir: string, registry: FunctionRegistry): Prom
   }
 }
 
+function formatTimeSpan(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${pad(Math.floor(seconds / 3600))}:${pad(Math.floor(seconds / 60) % 60)}:${pad(seconds % 60)}`;
+}
+
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export type { InvocationLogEntry };

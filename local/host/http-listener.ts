@@ -44,18 +44,18 @@ export interface HttpListenerOptions {
   routePrefix: string;
   invoke: HttpInvoke;
   port: number;
-  host?: string;
-  bodyLimitBytes?: number;
+  /** FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, as the host reads it. */
+  bodyLimitBytes: number;
   log: HostLog;
 }
 
 export async function startHttpListener(options: HttpListenerOptions): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const limit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const limit = options.bodyLimitBytes;
   const prefix = options.routePrefix === '' ? '' : `/${options.routePrefix}`;
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      options.log('error', `HTTP request ${req.method ?? ''} ${req.url ?? ''} failed in the local host`, error);
+      options.log('error', `The local host could not serve HTTP request ${req.method ?? ''} ${req.url ?? ''}`, error);
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
@@ -106,13 +106,20 @@ export async function startHttpListener(options: HttpListenerOptions): Promise<{
       params: matched.params,
       ...(body.length > 0 && { body: { bytes: body } }),
     };
-    const response = await options.invoke(matched.route.fn, matched.route.triggerName, http);
+    let response: RpcInvocationResponse;
+    try {
+      response = await options.invoke(matched.route.fn, matched.route.triggerName, http);
+    } catch {
+      // The invocation's own log line says why; the caller learns nothing more, as from the host.
+      res.writeHead(500).end();
+      return;
+    }
     writeResponse(res, response);
   }
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => {
+    server.listen(options.port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });

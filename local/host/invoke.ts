@@ -74,12 +74,10 @@ export async function invoke(
     result: null,
     error: null,
   };
-  let thrown: { error: unknown } | undefined;
   setState('invocation');
   try {
     post.result = await invocationModel.invokeFunction(context, pre.inputs, pre.functionCallback);
   } catch (error: unknown) {
-    thrown = { error };
     post.error = error;
   } finally {
     setState(undefined);
@@ -92,7 +90,12 @@ export async function invoke(
     setState(undefined);
   }
 
-  // As the worker does: whatever the handler threw goes back to the host unchanged.
-  if (thrown) throw thrown.error;
+  // As the worker does: the outcome is post.error after the hooks, which may have set or cleared
+  // it; null and undefined mean success.
+  if (post.error !== null && post.error !== undefined) rethrow(post.error);
   return invocationModel.getResponse(context, post.result);
+}
+
+function rethrow(error: unknown): never {
+  throw error;
 }

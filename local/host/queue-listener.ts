@@ -90,9 +90,26 @@ export class QueueListener {
   }
 
   private async process(queue: QueueClient, trigger: QueueTriggerDefinition, message: DequeuedMessageItem): Promise<void> {
+    const poisonQueue = `${queue.name}-poison`;
+    // As the host: a message that has already used up its attempts (a worker died mid-run) and one
+    // that cannot be decoded go straight to the poison queue, without running the function.
+    const text = this.decode(message.messageText);
+    const unrunnable =
+      message.dequeueCount > this.settings.maxDequeueCount
+        ? `it was dequeued ${message.dequeueCount} times`
+        : text === undefined
+          ? 'it is not valid base64 (host.json messageEncoding is "base64")'
+          : undefined;
+    if (unrunnable || text === undefined) {
+      this.log('warn', `Message ${message.messageId} moved to "${poisonQueue}" without running the function: ${unrunnable ?? ''}`);
+      await this.settle(queue, message, message.popReceipt, 'poison');
+      return;
+    }
+
     let popReceipt = message.popReceipt;
+    let renewing: Promise<unknown> = Promise.resolve();
     const renewal = setInterval(() => {
-      queue
+      renewing = queue
         .updateMessage(message.messageId, popReceipt, undefined, PROCESSING_VISIBILITY_SECONDS)
         .then((r) => {
           if (r.popReceipt) popReceipt = r.popReceipt;
@@ -100,11 +117,11 @@ export class QueueListener {
         .catch((error: unknown) => { this.log('warn', `Could not extend the visibility of a message on "${trigger.queueName}"`, error); });
     }, (PROCESSING_VISIBILITY_SECONDS * 1000) / 2);
 
-    let failed = false;
+    let outcome: 'delete' | 'retry' | 'poison' = 'delete';
     try {
-      await trigger.run({ data: { string: this.decode(message.messageText) }, triggerMetadata: metadataOf(message) });
+      await trigger.run({ data: { string: text }, triggerMetadata: metadataOf(message, text) });
     } catch (error) {
-      failed = true;
+      outcome = message.dequeueCount >= this.settings.maxDequeueCount ? 'poison' : 'retry';
       this.log(
         'error',
         `Function "${trigger.functionName}" failed on message ${message.messageId} (attempt ${message.dequeueCount} of ${this.settings.maxDequeueCount})`,
@@ -113,41 +130,48 @@ export class QueueListener {
     } finally {
       clearInterval(renewal);
     }
+    // A renewal still under way would change the pop receipt the settlement needs.
+    await renewing;
+    await this.settle(queue, message, popReceipt, outcome);
+    if (outcome === 'poison') this.log('warn', `Message ${message.messageId} moved to "${poisonQueue}" after ${message.dequeueCount} attempts`);
+  }
 
+  private async settle(
+    queue: QueueClient,
+    message: DequeuedMessageItem,
+    popReceipt: string,
+    outcome: 'delete' | 'retry' | 'poison',
+  ): Promise<void> {
     try {
-      if (!failed) {
-        await queue.deleteMessage(message.messageId, popReceipt);
-      } else if (message.dequeueCount >= this.settings.maxDequeueCount) {
-        await this.moveToPoison(queue, message.messageText);
-        await queue.deleteMessage(message.messageId, popReceipt);
-        this.log('warn', `Message ${message.messageId} moved to "${queue.name}-poison" after ${message.dequeueCount} attempts`);
-      } else {
+      if (outcome === 'retry') {
         await queue.updateMessage(message.messageId, popReceipt, undefined, Math.round(this.settings.visibilityTimeoutMs / 1000));
+        return;
       }
+      if (outcome === 'poison') {
+        const poison = this.queueService.getQueueClient(`${queue.name}-poison`);
+        await poison.createIfNotExists();
+        // Unchanged text, and the Storage default time to live, as the host's own poison copy.
+        await poison.sendMessage(message.messageText);
+      }
+      await queue.deleteMessage(message.messageId, popReceipt);
     } catch (error) {
       // The message becomes visible again when its 10 minutes run out; nothing is lost.
       this.log('warn', `Could not settle message ${message.messageId} on "${queue.name}"`, error);
     }
   }
 
-  private decode(text: string): string {
+  /** The message text the function receives, or undefined when it cannot be decoded. */
+  private decode(text: string): string | undefined {
     if (this.settings.messageEncoding === 'none') return text;
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
-      throw new Error('The message is not valid base64 (host.json messageEncoding is "base64")');
-    }
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) return undefined;
     return Buffer.from(text, 'base64').toString('utf8');
-  }
-
-  private async moveToPoison(queue: QueueClient, text: string): Promise<void> {
-    const poison = this.queueService.getQueueClient(`${queue.name}-poison`);
-    await poison.createIfNotExists();
-    await poison.sendMessage(text, { messageTimeToLive: -1 });
   }
 }
 
-function metadataOf(message: DequeuedMessageItem): Record<string, RpcTypedData> {
+function metadataOf(message: DequeuedMessageItem, text: string): Record<string, RpcTypedData> {
   const date = (d: Date) => ({ json: JSON.stringify(d.toISOString()) });
   return {
+    QueueTrigger: { string: text },
     DequeueCount: { json: String(message.dequeueCount) },
     Id: { string: message.messageId },
     PopReceipt: { string: message.popReceipt },

@@ -33,20 +33,55 @@ interface ScheduleStatus {
 /** A late start by more than this counts as past due (timers never fire to the millisecond). */
 const PAST_DUE_TOLERANCE_MS = 1000;
 
+const FIELDS = [
+  { name: 'second', min: 0, max: 59 },
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12, names: ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'] },
+  { name: 'day-of-week', min: 0, max: 6, names: ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'] },
+] as const;
+
+/**
+ * Checks a field against NCRONTAB, the grammar Azure uses: `*`, numbers or three-letter names,
+ * ranges, lists and steps. Extensions other cron libraries accept (`?`, `L`, `W`, `#`) would run
+ * locally and then fail in Azure, so they are refused here.
+ */
+function ncrontabProblem(field: string, spec: (typeof FIELDS)[number]): string | undefined {
+  const value = (text: string): number | undefined => {
+    if (/^\d+$/.test(text)) return Number(text);
+    const index = 'names' in spec ? (spec.names as readonly string[]).indexOf(text.toUpperCase()) : -1;
+    return index >= 0 ? index + spec.min : undefined;
+  };
+  for (const item of field.split(',')) {
+    const match = /^(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:\/(\d+))?$/.exec(item);
+    if (!match?.[1]) return `"${item}" is not *, a value, a range, a list or a step`;
+    if (match[2] !== undefined && Number(match[2]) < 1) return `the step in "${item}" must be at least 1`;
+    if (match[1] === '*') continue;
+    const [from = '', to] = match[1].split('-');
+    for (const part of to === undefined ? [from] : [from, to]) {
+      const n = value(part);
+      if (n === undefined || n < spec.min || n > spec.max) return `"${part}" is outside ${spec.min}-${spec.max}`;
+    }
+  }
+  return undefined;
+}
+
 export function parseSchedule(schedule: string, functionName: string): Cron {
   const fields = schedule.trim().split(/\s+/);
-  if (fields.length !== 6) {
+  const problem =
+    fields.length !== 6
+      ? 'it needs exactly 6 fields'
+      : FIELDS.map((spec, i) => {
+          const reason = ncrontabProblem(fields[i] ?? '', spec);
+          return reason && `${spec.name}: ${reason}`;
+        }).find((reason) => reason !== undefined);
+  if (problem) {
     throw new Error(
-      `Timer "${functionName}": schedule "${schedule}" must be a 6-field NCRONTAB expression ({second} {minute} {hour} {day} {month} {day-of-week}), in UTC`,
+      `Timer "${functionName}": schedule "${schedule}" is not a 6-field NCRONTAB expression ({second} {minute} {hour} {day} {month} {day-of-week}, in UTC): ${problem}`,
     );
   }
-  try {
-    return new Cron(schedule, { timezone: 'UTC', paused: true, mode: '6-part', domAndDow: true });
-  } catch (error) {
-    throw new Error(`Timer "${functionName}": schedule "${schedule}" is not valid: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
-  }
+  return new Cron(schedule, { timezone: 'UTC', paused: true, mode: '6-part', domAndDow: true });
 }
 
 export class TimerScheduler {
@@ -65,7 +100,11 @@ export class TimerScheduler {
     const everyMs = first && second ? second.getTime() - first.getTime() : 0;
     // The host's default: monitor schedules whose occurrences are at least a minute apart.
     const monitor = (timer.useMonitor ?? everyMs >= 60_000) && this.statusContainer !== undefined;
-    this.loops.push(this.loop(timer, cron, monitor));
+    this.loops.push(
+      this.loop(timer, cron, monitor).catch((error: unknown) => {
+        this.log('error', `Timer "${timer.functionName}" stopped: its schedule status could not be read`, error);
+      }),
+    );
   }
 
   async stop(): Promise<void> {

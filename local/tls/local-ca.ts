@@ -2,11 +2,11 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { webcrypto } from 'node:crypto';
-
-type CryptoKey = webcrypto.CryptoKey;
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../../src/atomic-file.js';
+
+type CryptoKey = webcrypto.CryptoKey;
 
 /**
  * A certificate authority of this machine's own, for the local stand-ins that must speak TLS
@@ -29,21 +29,17 @@ export interface LocalCa {
   issueServerCertificate(hosts?: string[]): Promise<{ certPem: string; keyPem: string }>;
 }
 
-/** Loads the CA in `directory`, creating it (valid 5 years) on first use. */
+/**
+ * Loads the CA in `directory`, creating it (valid 5 years) on first use or when it is about to
+ * expire. A CA that is there but unreadable is an error, not a reason to replace what other
+ * processes already trust.
+ */
 export async function openLocalCa(directory: string): Promise<LocalCa> {
   const certPath = join(directory, 'ca.pem');
   const keyPath = join(directory, 'ca.key');
-  let certPem: string;
-  let caKey: CryptoKey;
-  try {
-    certPem = await readFile(certPath, 'utf8');
-    caKey = await importPrivateKey(await readFile(keyPath, 'utf8'));
-    if (new x509.X509Certificate(certPem).notAfter.getTime() < Date.now() + 7 * 86_400_000) {
-      throw new Error('local CA expires within a week');
-    }
-  } catch {
-    ({ certPem, caKey } = await createCa(directory, certPath, keyPath));
-  }
+  const existing = await readCa(certPath, keyPath);
+  const expiresSoon = existing && new x509.X509Certificate(existing.certPem).notAfter.getTime() < Date.now() + 7 * 86_400_000;
+  const { certPem, caKey } = existing && !expiresSoon ? existing : await createCa(directory, certPath, keyPath);
   const caCert = new x509.X509Certificate(certPem);
 
   return {
@@ -73,6 +69,22 @@ export async function openLocalCa(directory: string): Promise<LocalCa> {
       return { certPem: cert.toString('pem'), keyPem: await exportPrivateKey(keys.privateKey) };
     },
   };
+}
+
+async function readCa(certPath: string, keyPath: string): Promise<{ certPem: string; caKey: CryptoKey } | undefined> {
+  let certPem: string;
+  let keyPem: string;
+  try {
+    [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')]);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`The local CA in ${certPath} cannot be read: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    return { certPem, caKey: await importPrivateKey(keyPem) };
+  } catch (error) {
+    throw new Error(`The local CA key ${keyPath} is damaged; delete the folder to create a new CA.`, { cause: error });
+  }
 }
 
 async function createCa(directory: string, certPath: string, keyPath: string): Promise<{ certPem: string; caKey: CryptoKey }> {

@@ -17,6 +17,8 @@ export interface CheckResult {
 
 export interface HealthReport {
   status: 'healthy' | 'unhealthy';
+  /** When the probes ran (reports are reused for a few seconds). */
+  checkedAt: string;
   checks: Record<ProbeName, CheckResult>;
 }
 
@@ -26,7 +28,29 @@ export async function checkHealth(probes: Record<ProbeName, Probe>, timeoutMs = 
   );
   const checks = Object.fromEntries(entries) as Record<ProbeName, CheckResult>;
   const healthy = entries.every(([, result]) => result.status === 'ok');
-  return { status: healthy ? 'healthy' : 'unhealthy', checks };
+  return { status: healthy ? 'healthy' : 'unhealthy', checkedAt: new Date().toISOString(), checks };
+}
+
+/**
+ * The health endpoint is anonymous, so callers must not be able to turn it into load on storage
+ * and Key Vault (whose throttling is vault-wide): one check runs at a time, and its report
+ * answers every request for `ttlMs`.
+ */
+export function cachedHealthCheck(probes: Record<ProbeName, Probe>, options: { ttlMs?: number; timeoutMs?: number } = {}): () => Promise<HealthReport> {
+  const ttlMs = options.ttlMs ?? 10_000;
+  let current: { report: Promise<HealthReport>; expires: number } | undefined;
+  return () => {
+    const now = Date.now();
+    if (!current || now >= current.expires) {
+      const report = checkHealth(probes, options.timeoutMs);
+      current = { report, expires: Number.POSITIVE_INFINITY };
+      const entry = current;
+      void report.then(() => {
+        entry.expires = Date.now() + ttlMs;
+      });
+    }
+    return current.report;
+  };
 }
 
 async function runProbe(probe: Probe, timeoutMs: number): Promise<CheckResult> {

@@ -1,11 +1,10 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { getServices } from '../composition.js';
-import { checkHealth } from './check-health.js';
 
 /** GET /api/health: 200 when every dependency answers, 503 with the failing ones otherwise. */
 export async function healthHandler(_request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> {
   const services = await getServices();
-  const report = await checkHealth(services.healthProbes);
+  const report = await services.checkHealth();
   if (report.status !== 'healthy') {
     services.logFor(context).warn('health check failed', { checks: report.checks });
   }

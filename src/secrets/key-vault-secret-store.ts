@@ -55,6 +55,12 @@ export class KeyVaultSecretStoreError extends Error {
 const DELETED_BUT_RECOVERABLE = 'ObjectIsDeletedButRecoverable';
 const BEING_DELETED = 'ObjectIsBeingDeleted';
 const BEING_RECOVERED = 'ObjectIsBeingRecovered';
+/**
+ * The inner error code under the 403 `Forbidden` that answers a read of a disabled secret version:
+ * the caller has access, so granting a role would not help (recorded in Azure/azure-sdk-for-js,
+ * keyvault-secrets recording_cant_get_a_disabled_secret).
+ */
+const SECRET_DISABLED = 'SecretDisabled';
 
 /** Key Vault version ids are 32 hex digits; anything else cannot name a version. */
 const VERSION = /^[0-9a-f]{32}$/i;
@@ -86,7 +92,7 @@ export class KeyVaultSecretStore implements SecretStore {
       return { ...toProperties(secret.properties), value: secret.value ?? '' };
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
-      throw this.failure('read', name, error);
+      throw this.failure('read', name, error, latest ? undefined : version);
     }
   }
 
@@ -172,18 +178,31 @@ export class KeyVaultSecretStore implements SecretStore {
     }
   }
 
-  private failure(action: string, name: string | undefined, error: unknown): KeyVaultSecretStoreError {
+  private failure(action: string, name: string | undefined, error: unknown, version?: string): KeyVaultSecretStoreError {
     const what = name === undefined ? `${action} secrets` : `${action} secret "${name}"`;
     const status = statusOf(error);
     const code = isRestError(error) ? error.code : undefined;
+    const innerCode = innerCodeOf(error);
     // Key Vault's messages name the problem, never a value or a token; the request (whose body
     // holds the value on a write) stays behind with the SDK error, which is not attached.
     const detail = (error instanceof Error ? error.message : String(error)).replace(/\.\s*$/, '');
-    const reason = [status, code].filter((part) => part !== undefined).join(' ');
+    const reason = [status, code, innerCode].filter((part) => part !== undefined).join(' ');
+    const next =
+      innerCode === SECRET_DISABLED && name !== undefined ? this.enableOrReplace(name, version) : nextStep(error);
     return new KeyVaultSecretStoreError(
-      `Key Vault ${this.vaultUrl} could not ${what}${reason ? ` (${reason})` : ''}: ${detail}. ${nextStep(error)}`,
+      `Key Vault ${this.vaultUrl} could not ${what}${reason ? ` (${reason})` : ''}: ${detail}. ${next}`,
       status,
       code,
+    );
+  }
+
+  /** Someone disabled the version in the vault (to withdraw a leaked credential, say): the connector cannot undo that on its own. */
+  private enableOrReplace(name: string, version: string | undefined): string {
+    const id = `${this.vaultUrl.replace(/\/+$/, '')}/secrets/${name}${version === undefined ? '' : `/${version}`}`;
+    return (
+      `${version === undefined ? 'Its latest version' : 'That version'} is disabled in the vault. ` +
+      `If it should still be used, enable it (az keyvault secret set-attributes --id ${id} --enabled true); ` +
+      'otherwise set a new value for the secret, which becomes its enabled latest version.'
     );
   }
 }
@@ -210,11 +229,18 @@ function statusOf(error: unknown): number | undefined {
   return isRestError(error) ? error.statusCode : undefined;
 }
 
-/** The specific reason of a 409, which Key Vault puts in `error.innererror.code` (kept by the SDK in `details`). */
-function conflictOf(error: unknown): string | undefined {
-  if (!isRestError(error) || error.statusCode !== 409) return undefined;
+/** The specific reason Key Vault puts in `error.innererror.code` (kept by the SDK in `details`). */
+function innerCodeOf(error: unknown): string | undefined {
+  if (!isRestError(error)) return undefined;
   const details = error.details as { error?: { innerError?: { code?: unknown } } } | undefined;
   const code = details?.error?.innerError?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** The reason of a 409 that a write can wait out or resolve by recovering the name. */
+function conflictOf(error: unknown): string | undefined {
+  if (statusOf(error) !== 409) return undefined;
+  const code = innerCodeOf(error);
   return code === DELETED_BUT_RECOVERABLE || code === BEING_DELETED || code === BEING_RECOVERED ? code : undefined;
 }
 

@@ -2,6 +2,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../atomic-file.js';
+import { isRunningInAzure } from '../azure-environment.js';
+import { acquireFileLock } from '../file-lock.js';
 import {
   assertSecretName,
   type Secret,
@@ -18,7 +20,20 @@ import {
  * the file fails decryption instead of returning the wrong secret. Names are case-insensitive and
  * keep the case they were first given, as in Key Vault. It refuses to run in Azure, where Key
  * Vault is the only place for secrets.
+ *
+ * Several processes may use one folder at once (`npm start` beside an admin CLI, two clones on the
+ * default folder), so every read-modify-write of the file holds a lock file in the folder.
  */
+
+export interface LocalSecretStoreOptions {
+  /** How long a write waits for another process to release the lock before it fails. Default 10 s. */
+  lockTimeoutMs?: number;
+  /**
+   * A lock older than this is taken as left behind by a process that died, even when its process
+   * cannot be checked (another machine, a reused pid). A write holds the lock for milliseconds. Default 30 s.
+   */
+  staleLockMs?: number;
+}
 
 interface StoredVersion {
   version: string;
@@ -44,25 +59,39 @@ interface StoreFile {
 
 const KEY_FILE = 'secret-store.key';
 const DATA_FILE = 'secrets.json';
+const LOCK_FILE = 'secrets.json.lock';
 
 export class LocalSecretStore implements SecretStore {
   readonly kind = 'local';
-  /** Serializes read-modify-write cycles on the file within this process. */
+  /**
+   * Serializes this instance's read-modify-write cycles before they reach the lock file, so that
+   * they do not contend with each other for it.
+   */
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly lockTimeoutMs: number;
+  private readonly staleLockMs: number;
 
   private constructor(
     private readonly directory: string,
     private readonly key: Buffer,
-  ) {}
+    options: LocalSecretStoreOptions,
+  ) {
+    this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.staleLockMs = options.staleLockMs ?? 30_000;
+  }
 
-  static async open(directory: string, env: NodeJS.ProcessEnv = process.env): Promise<LocalSecretStore> {
-    if (env.WEBSITE_INSTANCE_ID) {
+  static async open(
+    directory: string,
+    env: NodeJS.ProcessEnv = process.env,
+    options: LocalSecretStoreOptions = {},
+  ): Promise<LocalSecretStore> {
+    if (isRunningInAzure(env)) {
       throw new Error(
         'The local secret store keeps secrets on disk and does not run in Azure. Set SECRET_STORE=keyvault and KEY_VAULT_URL.',
       );
     }
     await mkdir(directory, { recursive: true, mode: 0o700 });
-    return new LocalSecretStore(directory, await loadOrCreateKey(join(directory, KEY_FILE)));
+    return new LocalSecretStore(directory, await loadOrCreateKey(join(directory, KEY_FILE)), options);
   }
 
   async get(name: string, version?: string): Promise<Secret | undefined> {
@@ -150,14 +179,24 @@ export class LocalSecretStore implements SecretStore {
 
   private mutate<T>(change: (file: StoreFile) => T): Promise<T> {
     const next = this.queue.then(async () => {
-      const file = await this.read();
-      const result = change(file);
-      await writeFileAtomically(join(this.directory, DATA_FILE), JSON.stringify(file, null, 1), 0o600);
-      return result;
+      const release = await acquireFileLock(join(this.directory, LOCK_FILE), {
+        timeoutMs: this.lockTimeoutMs,
+        staleMs: this.staleLockMs,
+        holder: `The local secret store in ${this.directory}`,
+      });
+      try {
+        const file = await this.read();
+        const result = change(file);
+        await writeFileAtomically(join(this.directory, DATA_FILE), JSON.stringify(file, null, 1), 0o600);
+        return result;
+      } finally {
+        await release();
+      }
     });
     this.queue = next.catch(() => undefined);
     return next;
   }
+
 }
 
 /** Own entries only: valid secret names include "constructor" and "toString", which every object inherits. */

@@ -28,10 +28,14 @@ export interface PublishedMessage {
 }
 
 export function encodeQueueMessage(payload: unknown): string {
+  return Buffer.from(toJson(payload), 'utf8').toString('base64');
+}
+
+function toJson(payload: unknown): string {
   // JSON.stringify yields undefined for undefined, functions and symbols, whatever its type says.
   const json = JSON.stringify(payload) as string | undefined;
   if (json === undefined) throw new TypeError('Queue payload must be serializable to JSON');
-  return Buffer.from(json, 'utf8').toString('base64');
+  return json;
 }
 
 export class QueuePublisher {
@@ -43,10 +47,11 @@ export class QueuePublisher {
   ) {}
 
   async publish(queueName: string, payload: unknown, options: PublishOptions = {}): Promise<PublishedMessage> {
-    let text = encodeQueueMessage(payload);
+    const json = Buffer.from(toJson(payload), 'utf8');
+    let text = json.toString('base64');
     let payloadRef: PayloadRef | undefined;
     if (text.length > QUEUE_MESSAGE_LIMIT_BYTES) {
-      payloadRef = await this.payloads.put(Buffer.from(JSON.stringify(payload), 'utf8'), {
+      payloadRef = await this.payloads.put(json, {
         prefix: queueName,
         contentType: 'application/json',
       });

@@ -1,18 +1,21 @@
 /**
  * Every table, queue and blob container the connector uses, in one place: `npm start` creates
  * them in Azurite, the deployment creates them in Azure, code refers to them by these names.
+ * Tables and queues join the layout with the features that use them.
  */
 export const CONTAINERS = {
   /** Payloads too large for a queue message (see QueuePublisher). */
   payloads: 'payloads',
 } as const;
 
-export const TABLES = {} as const satisfies Record<string, string>;
+export interface StorageLayout {
+  tables: readonly string[];
+  queues: readonly string[];
+  containers: readonly string[];
+}
 
-export const QUEUES = {} as const satisfies Record<string, string>;
-
-export const STORAGE_LAYOUT = {
-  tables: Object.values<string>(TABLES),
-  queues: Object.values<string>(QUEUES),
-  containers: Object.values<string>(CONTAINERS),
+export const STORAGE_LAYOUT: StorageLayout = {
+  tables: [],
+  queues: [],
+  containers: Object.values(CONTAINERS),
 };

@@ -1,4 +1,5 @@
 import type { LogLevel } from '../config.js';
+import { format } from 'node:util';
 import { redactText, redactValue } from './redact.js';
 
 /**
@@ -42,7 +43,8 @@ export function createLogger(options: { level: LogLevel; sink: LogSink; fields?:
   const write = (level: LogLevel, message: string, fields?: LogFields): void => {
     if (SEVERITY[level] < minimum) return;
     const merged = redactValue({ ...bound, ...fields }) as LogFields;
-    options.sink({ timestamp: new Date().toISOString(), level, message: redactText(message), ...merged });
+    // The record's own fields come last: a caller's field cannot change its level, message or time.
+    options.sink({ ...merged, timestamp: new Date().toISOString(), level, message: redactText(message) });
   };
   return {
     debug: (message, fields) => { write('debug', message, fields); },
@@ -75,9 +77,38 @@ export interface InvocationLogTarget {
  * invocation in Application Insights; the record stays one JSON document.
  */
 export function invocationSink(context: InvocationLogTarget): LogSink {
+  // The record is redacted already; skip the second pass the invocation's own methods would make.
+  const target = unredactedMethods(context) ?? context;
   return (record) => {
-    context[record.level](JSON.stringify(record));
+    target[record.level](JSON.stringify(record));
   };
+}
+
+const UNREDACTED = Symbol('m365-connector.unredacted-log-methods');
+const LOG_METHODS = ['log', 'trace', 'debug', 'info', 'warn', 'error'] as const;
+type LogMethods = Record<(typeof LOG_METHODS)[number], (...args: unknown[]) => void>;
+
+/**
+ * Makes every line an invocation writes through its context pass redaction, including lines
+ * written directly with context.log(...) (which formats objects like util.inspect). Registered as
+ * a pre-invocation hook, so it holds in Azure as well as in the local host.
+ */
+export function redactInvocationLogs(context: object): void {
+  const target = context as LogMethods & { [UNREDACTED]?: LogMethods };
+  if (target[UNREDACTED]) return;
+  const originals = {} as LogMethods;
+  for (const method of LOG_METHODS) {
+    const original = target[method].bind(target);
+    originals[method] = original;
+    target[method] = (...args: unknown[]) => {
+      original(redactText(format(...args)));
+    };
+  }
+  target[UNREDACTED] = originals;
+}
+
+function unredactedMethods(context: object): LogMethods | undefined {
+  return (context as { [UNREDACTED]?: LogMethods })[UNREDACTED];
 }
 
 export function invocationLogger(base: { level: LogLevel }, context: InvocationLogTarget, fields?: LogFields): Logger {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import type { TokenCredential } from '@azure/identity';
-import type { SecretClientOptions } from '@azure/keyvault-secrets';
+import { SecretClient, type SecretClientOptions } from '@azure/keyvault-secrets';
 import { generateKeyPair } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalCa } from '../../local/tls/local-ca.js';
@@ -206,6 +206,67 @@ describe('KeyVaultSecretStore through the real SecretClient, against a local Key
     await store.set('conn-7-token-cache', 'cache-2');
     expect(served(server).filter((line) => line.startsWith('PUT ') && line.endsWith(' 409'))).toHaveLength(3);
     expect(await store.get('conn-7-token-cache')).toMatchObject({ value: 'cache-2' });
+  });
+
+  it('says that a disabled secret is disabled and how to use it again, instead of asking for a role', async () => {
+    const server = await vault();
+    const credential = credentialFor();
+    const store = storeFor(server, credential);
+    // An operator disables a version in the vault, e.g. to withdraw a leaked credential.
+    const operator = new SecretClient(server.url, credential, { disableChallengeResourceVerification: true });
+    const older = await store.set('app-credential', 'older-value');
+    const { properties: disabled } = await operator.setSecret('app-credential', 'withdrawn-value', { enabled: false });
+    const disabledVersion = disabled.version ?? '';
+
+    const error: unknown = await store.get('app-credential').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeyVaultSecretStoreError);
+    const failure = error as KeyVaultSecretStoreError;
+    expect(failure).toMatchObject({ statusCode: 403, code: 'Forbidden' });
+    expect(failure.message).toBe(
+      `Key Vault ${server.url} could not read secret "app-credential" (403 Forbidden SecretDisabled): ` +
+        'Operation get is not allowed on a disabled secret. Its latest version is disabled in the vault. ' +
+        `If it should still be used, enable it (az keyvault secret set-attributes --id ${server.url}/secrets/app-credential --enabled true); ` +
+        'otherwise set a new value for the secret, which becomes its enabled latest version.',
+    );
+    await expect(store.get('app-credential', disabledVersion)).rejects.toThrow(
+      `That version is disabled in the vault. If it should still be used, enable it (az keyvault secret set-attributes --id ${server.url}/secrets/app-credential/${disabledVersion} --enabled true)`,
+    );
+    // Only the disabled version is out of reach; lists show it as disabled.
+    expect(await store.get('app-credential', older.version)).toMatchObject({ value: 'older-value' });
+    expect(await collect(store.list('app-credential'))).toMatchObject([{ name: 'app-credential', enabled: false }]);
+
+    // Both ways out work: enabling the version, or setting a new value.
+    await operator.updateSecretProperties('app-credential', disabledVersion, { enabled: true });
+    expect(await store.get('app-credential')).toMatchObject({ version: disabledVersion, value: 'withdrawn-value', enabled: true });
+    await operator.updateSecretProperties('app-credential', disabledVersion, { enabled: false });
+    const renewed = await store.set('app-credential', 'new-value');
+    expect(await store.get('app-credential')).toMatchObject({ version: renewed.version, value: 'new-value', enabled: true });
+  });
+
+  it('deletes a disabled secret and re-creates its name, although Key Vault will not show it while it is disabled', async () => {
+    const server = await vault({ pendingPolls: 1 });
+    const credential = credentialFor();
+    const store = storeFor(server, credential);
+    const operator = new SecretClient(server.url, credential, { disableChallengeResourceVerification: true });
+    await operator.setSecret('webhook-secret', 'withdrawn', { enabled: false });
+
+    const from = server.requests.length;
+    expect(await store.delete('webhook-secret')).toBe(true);
+    const renewed = await store.set('webhook-secret', 'renewed');
+    // The SDK's pollers take the 403 for "done": the secret is there, just not readable.
+    expect(served(server, from)).toEqual([
+      'DELETE /secrets/webhook-secret missing 401',
+      'DELETE /secrets/webhook-secret accepted 200',
+      'GET /deletedsecrets/webhook-secret accepted 404',
+      'GET /deletedsecrets/webhook-secret accepted 403',
+      'PUT /secrets/webhook-secret accepted 409',
+      'GET /secrets/webhook-secret/ accepted 404',
+      'POST /deletedsecrets/webhook-secret/recover accepted 200',
+      'GET /secrets/webhook-secret/ accepted 404',
+      'GET /secrets/webhook-secret/ accepted 403',
+      'PUT /secrets/webhook-secret accepted 200',
+    ]);
+    expect(await store.get('webhook-secret')).toMatchObject({ version: renewed.version, value: 'renewed' });
   });
 
   it('rejects invalid names before sending anything', async () => {

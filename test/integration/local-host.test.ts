@@ -24,7 +24,10 @@ describe('local host', () => {
   const queues = QueueServiceClient.fromConnectionString(connectionString);
   const workQueue = uniqueName('work-');
   const flakyQueue = uniqueName('flaky-');
+  const parallelQueue = uniqueName('parallel-');
+  const lateQueue = uniqueName('late-');
   const hostLog: string[] = [];
+  const functionLog: string[] = [];
   let host: LocalHost;
 
   beforeAll(async () => {
@@ -34,6 +37,16 @@ describe('local host', () => {
     const missed = JSON.stringify({ Last: '2020-01-01T00:00:00.000Z', Next: '2021-01-01T00:00:00.000Z', LastUpdated: '2020-01-01T00:00:00.000Z' });
     await status.getBlockBlobClient('timers/fixture/Host.Functions.monitored/status').upload(missed, missed.length);
 
+    // A message some earlier worker took three times (maxDequeueCount) without finishing.
+    const late = queues.getQueueClient(lateQueue);
+    await late.create();
+    await late.sendMessage(encodeQueueMessage({ abandoned: true }));
+    for (let i = 0; i < 3; i++) {
+      const [message] = (await late.receiveMessages({ visibilityTimeout: 30 })).receivedMessageItems;
+      if (!message) throw new Error('the abandoned message is not visible');
+      await late.updateMessage(message.messageId, message.popReceipt, undefined, 0);
+    }
+
     host = await startLocalHost({
       appDir,
       port: 0,
@@ -42,9 +55,12 @@ describe('local host', () => {
         AzureWebJobsStorage: connectionString,
         WORK_QUEUE: workQueue,
         FLAKY_QUEUE: flakyQueue,
+        PARALLEL_QUEUE: parallelQueue,
+        LATE_QUEUE: lateQueue,
         MONITORED_SCHEDULE: '0 0 0 1 1 *',
       },
       log: (level, message) => hostLog.push(`${level}: ${message}`),
+      functionLog: (entry) => functionLog.push(entry.message),
     });
   });
 
@@ -96,6 +112,20 @@ describe('local host', () => {
     expect((await fetch(`${host.baseUrl}/api/defaultroute`)).status).toBe(200);
   });
 
+  it('ignores authLevel "function" locally, as Core Tools does', async () => {
+    const response = await fetch(`${host.baseUrl}/api/secured`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('no key needed locally');
+  });
+
+  it('fails an invocation that outlives host.json functionTimeout', async () => {
+    const started = Date.now();
+    const response = await fetch(`${host.baseUrl}/api/slow`);
+    expect(response.status).toBe(500);
+    expect(Date.now() - started).toBeLessThan(3900);
+    expect(functionLog.some((l) => l.includes("Timeout value of 00:00:02 exceeded by function 'Functions.slow'"))).toBe(true);
+  });
+
   it('turns a handler error into a 500 without details', async () => {
     const response = await fetch(`${host.baseUrl}/api/fail`);
     expect(response.status).toBe(500);
@@ -109,6 +139,7 @@ describe('local host', () => {
     const seen = await waitFor(() => recorded().queue.find((q) => (q.payload as { n?: number }).n === 1));
     expect(seen.payload).toEqual({ kind: 'job', n: 1 });
     expect(seen.metadata?.dequeueCount).toBe(1);
+    expect(seen.metadata?.queueTrigger).toEqual({ kind: 'job', n: 1 });
     expect(typeof seen.metadata?.id).toBe('string');
     expect(typeof seen.metadata?.popReceipt).toBe('string');
     expect(typeof seen.metadata?.insertionTime).toBe('string');
@@ -127,9 +158,46 @@ describe('local host', () => {
       return peeked.peekedMessageItems[0];
     }, 20_000);
     expect(poisoned.messageText).toBe(text);
-    expect(recorded().poisonAttempts).toEqual([1, 2, 3]);
+    const attempts = recorded().poisonAttempts;
+    expect(attempts.map((a) => a.dequeueCount)).toEqual([1, 2, 3]);
+    // host.json visibilityTimeout (1 s) passes between a failure and the next attempt.
+    for (let i = 1; i < attempts.length; i++) {
+      expect((attempts[i]?.at ?? 0) - (attempts[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(900);
+    }
     expect((await queue.getProperties()).approximateMessagesCount).toBe(0);
     expect(hostLog.some((l) => l.includes(`moved to "${flakyQueue}-poison" after 3 attempts`))).toBe(true);
+  });
+
+  it('moves an undecodable message and one past maxDequeueCount to poison without running the function', async () => {
+    const work = queues.getQueueClient(workQueue);
+    await work.createIfNotExists();
+    const before = recorded().queue.length;
+    await work.sendMessage('this is not base64!');
+    const poisoned = await waitFor(async () => {
+      const poison = queues.getQueueClient(`${workQueue}-poison`);
+      if (!(await poison.exists())) return undefined;
+      return (await poison.peekMessages()).peekedMessageItems.find((m) => m.messageText === 'this is not base64!');
+    });
+    expect(poisoned.dequeueCount).toBe(0);
+    expect(recorded().queue.length).toBe(before);
+
+    const latePoison = await waitFor(async () => {
+      const poison = queues.getQueueClient(`${lateQueue}-poison`);
+      return (await poison.exists()) ? (await poison.peekMessages()).peekedMessageItems[0] : undefined;
+    });
+    expect(JSON.parse(Buffer.from(latePoison.messageText, 'base64').toString())).toEqual({ abandoned: true });
+    expect(recorded().late).toBe(0);
+    expect(hostLog.filter((l) => l.includes('without running the function'))).toHaveLength(2);
+  });
+
+  it('runs up to batchSize + newBatchThreshold messages of one queue at once', async () => {
+    const queue = queues.getQueueClient(parallelQueue);
+    await queue.create();
+    await Promise.all(Array.from({ length: 12 }, (_, n) => queue.sendMessage(encodeQueueMessage({ n }))));
+    await waitFor(() => recorded().parallel.done === 12, 20_000);
+    // batchSize 4, newBatchThreshold 2: a new batch comes when 2 or fewer are running.
+    expect(recorded().parallel.maxInFlight).toBeGreaterThan(1);
+    expect(recorded().parallel.maxInFlight).toBeLessThanOrEqual(6);
   });
 
   it('runs timers on their NCRONTAB schedule without overlapping runs', async () => {
@@ -140,6 +208,7 @@ describe('local host', () => {
       if (!previous || !current) throw new Error('missing tick');
       expect(current.start).toBeGreaterThanOrEqual(previous.end);
     }
+    expect(ticks.every((t) => !t.isPastDue)).toBe(true);
   });
 
   it('runs a monitored timer whose occurrence was missed while the host was down, marked past due', async () => {

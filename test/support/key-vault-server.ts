@@ -19,9 +19,13 @@ import { openLocalCa } from '../../local/tls/local-ca.js';
  * - the vault has soft delete with purge protection: a deleted name is reserved until recovered,
  *   and deletes and recoveries complete asynchronously (the first `pendingPolls` checks still see
  *   them in progress, as the service takes seconds);
- * - names are case-insensitive, as in Key Vault (microsoft/AzureKeyVaultExplorer#42).
+ * - names are case-insensitive, as in Key Vault (microsoft/AzureKeyVaultExplorer#42);
+ * - a version can be disabled (`attributes.enabled: false` on PUT, or on PATCH of its properties);
+ *   reading it, or reading a deleted secret whose latest version is disabled, answers 403 Forbidden
+ *   with inner code SecretDisabled, while lists still show it (recordings cant_get_a_disabled_secret
+ *   and can_update_a_disabled_secret).
  *
- * Disabled secrets, purge, backup/restore, certificates and keys are not modelled.
+ * Purge, backup/restore, certificates and keys are not modelled.
  */
 
 /** What @azure/keyvault-secrets 4.12 sends (its LATEST_API_VERSION); a newer SDK fails loudly here. */
@@ -72,9 +76,11 @@ export interface KeyVaultServer {
 interface Version {
   id: string;
   value: string;
+  enabled: boolean;
   contentType?: string;
   tags?: Record<string, string>;
   created: number;
+  updated: number;
   exp?: number;
   nbf?: number;
 }
@@ -133,11 +139,11 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
 
   function attributes(version: Version) {
     return {
-      enabled: true,
+      enabled: version.enabled,
       ...(version.nbf !== undefined && { nbf: version.nbf }),
       ...(version.exp !== undefined && { exp: version.exp }),
       created: version.created,
-      updated: version.created,
+      updated: version.updated,
       // Purge protection on: deletion is recoverable and cannot be purged.
       recoveryLevel: 'Recoverable',
       recoverableDays: RETENTION_DAYS,
@@ -163,6 +169,14 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
       scheduledPurgeDate: deletedDate + RETENTION_DAYS * 86_400,
       ...present(entry, latest(entry), 'bundleWithoutValue'),
     };
+  }
+
+  /** What Key Vault answers a read of a disabled version with; lists still show it. */
+  function readable(version: Version): Version {
+    if (!version.enabled) {
+      throw new HttpError(403, 'Forbidden', 'Operation get is not allowed on a disabled secret.', 'SecretDisabled');
+    }
+    return version;
   }
 
   function secretNotFound(name: string): HttpError {
@@ -206,7 +220,7 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
       value?: unknown;
       contentType?: string;
       tags?: Record<string, string>;
-      attributes?: { exp?: number; nbf?: number };
+      attributes?: { enabled?: boolean; exp?: number; nbf?: number };
     };
     if (typeof input.value !== 'string') throw new HttpError(400, 'BadParameter', 'Property value is required.');
     const existing = entries.get(name.toLowerCase());
@@ -230,7 +244,9 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
     const version: Version = {
       id: randomBytes(16).toString('hex'),
       value: input.value,
+      enabled: input.attributes?.enabled !== false,
       created: now(),
+      updated: now(),
       ...(input.contentType !== undefined && { contentType: input.contentType }),
       ...(input.tags && { tags: input.tags }),
       ...(input.attributes?.exp !== undefined && { exp: input.attributes.exp }),
@@ -239,6 +255,24 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
     entry.versions.push(version);
     entries.set(name.toLowerCase(), entry);
     return { status: 200, body: present(entry, version, 'bundle') };
+  }
+
+  /** PATCH of one version's properties (the latest when the version is empty); the value cannot change. */
+  function updateProperties(entry: Entry, versionId: string, body: unknown): Reply {
+    const version = versionId === '' ? latest(entry) : entry.versions.find((v) => v.id === versionId.toLowerCase());
+    if (!version) throw secretNotFound(`${entry.name}/${versionId}`);
+    const input = (body ?? {}) as {
+      contentType?: string;
+      tags?: Record<string, string>;
+      attributes?: { enabled?: boolean; exp?: number; nbf?: number };
+    };
+    if (input.attributes?.enabled !== undefined) version.enabled = input.attributes.enabled;
+    if (input.attributes?.exp !== undefined) version.exp = input.attributes.exp;
+    if (input.attributes?.nbf !== undefined) version.nbf = input.attributes.nbf;
+    if (input.contentType !== undefined) version.contentType = input.contentType;
+    if (input.tags !== undefined) version.tags = input.tags;
+    version.updated = now();
+    return { status: 200, body: present(entry, version, 'bundleWithoutValue') };
   }
 
   async function route(method: string, url: URL, body: () => Promise<unknown>): Promise<Reply> {
@@ -257,7 +291,7 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
       if (method === 'PUT') return setSecret(name, await body());
       if (method === 'GET') {
         const entry = visible(name);
-        return { status: 200, body: present(entry, latest(entry), 'bundle') };
+        return { status: 200, body: present(entry, readable(latest(entry)), 'bundle') };
       }
       if (method === 'DELETE') {
         const entry = entries.get(key);
@@ -276,12 +310,17 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
       const entry = visible(name);
       const version = rest === '' ? latest(entry) : entry.versions.find((v) => v.id === rest.toLowerCase());
       if (!version) throw secretNotFound(`${name}/${rest}`);
-      return { status: 200, body: present(entry, version, 'bundle') };
+      return { status: 200, body: present(entry, readable(version), 'bundle') };
+    }
+    if (collection === 'secrets' && name !== undefined && rest !== undefined && parts.length === 3 && method === 'PATCH') {
+      return updateProperties(visible(name), rest, await body());
     }
     if (collection === 'deletedsecrets' && name !== undefined && parts.length === 2 && method === 'GET') {
       const entry = entries.get(key);
       if (entry?.state === 'deleting' && settled(entry)) entry.state = 'deleted';
       if (entry?.state !== 'deleted') throw new HttpError(404, 'SecretNotFound', `Deleted Secret not found: ${name}`);
+      // A deleted secret whose latest version is disabled is refused as a read of it would be.
+      readable(latest(entry));
       return { status: 200, body: deletedBundle(entry) };
     }
     if (collection === 'deletedsecrets' && name !== undefined && rest === 'recover' && parts.length === 3 && method === 'POST') {

@@ -1,6 +1,6 @@
 import { RestError } from '@azure/storage-blob';
-import { describe, expect, it } from 'vitest';
-import { ProbeFailure, checkHealth } from '../../src/health/check-health.js';
+import { describe, expect, it, vi } from 'vitest';
+import { ProbeFailure, cachedHealthCheck, checkHealth } from '../../src/health/check-health.js';
 
 const ok = () => Promise.resolve();
 
@@ -38,5 +38,36 @@ describe('checkHealth', () => {
     );
     expect(report.checks.tableStorage).toMatchObject({ status: 'failed', reason: 'no answer within 50 ms' });
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('cachedHealthCheck', () => {
+  it('runs one check at a time and reuses its report for the time to live', async () => {
+    let runs = 0;
+    let release: () => void = () => undefined;
+    const slow = () => {
+      runs++;
+      return new Promise<void>((resolve) => { release = resolve; });
+    };
+    let now = 1_000_000;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now);
+    try {
+      const check = cachedHealthCheck({ tableStorage: slow, queueStorage: ok, blobStorage: ok, secretStore: ok }, { ttlMs: 10_000 });
+      const first = check();
+      const second = check();
+      expect(runs).toBe(1);
+      release();
+      expect(await first).toBe(await second);
+      now += 9_999;
+      await check();
+      expect(runs).toBe(1);
+      now += 2;
+      const third = check();
+      expect(runs).toBe(2);
+      release();
+      expect((await third).status).toBe('healthy');
+    } finally {
+      clock.mockRestore();
+    }
   });
 });

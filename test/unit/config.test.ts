@@ -91,13 +91,20 @@ describe('loadConfig', () => {
     ]);
   });
 
-  it('refuses plain http service URLs except on loopback', () => {
-    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'http://vault.example.com' })).toEqual([
+  it('refuses plain http for services reached with bearer tokens, even on loopback', () => {
+    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'http://127.0.0.1:8443' })).toEqual([
       'KEY_VAULT_URL: must be an https URL such as https://<vault>.vault.azure.net',
     ]);
     expect(
-      loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'http://127.0.0.1:8443' }).secretStore,
-    ).toMatchObject({ vaultUrl: 'http://127.0.0.1:8443' });
+      problemsOf({
+        AzureWebJobsStorage__accountName: 'acct',
+        AzureWebJobsStorage__tableServiceUri: 'http://127.0.0.1:10002/devstoreaccount1',
+        HOME: '/h',
+      }),
+    ).toEqual(['AzureWebJobsStorage__tableServiceUri: must be an https URL such as https://<account>.table.core.windows.net']);
+    expect(
+      loadConfig({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'keyvault', KEY_VAULT_URL: 'https://127.0.0.1:8443' }).secretStore,
+    ).toMatchObject({ vaultUrl: 'https://127.0.0.1:8443' });
   });
 
   it('refuses the local secret store in Azure and defaults to Key Vault there', () => {

@@ -1,5 +1,7 @@
+import type { InvocationContext as InvocationContextType } from '@azure/functions';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { createLogger, type LogRecord } from '../../src/telemetry/logger.js';
+import { createLogger, invocationLogger, redactInvocationLogs, type LogRecord } from '../../src/telemetry/logger.js';
 import { REDACTED, redactText } from '../../src/telemetry/redact.js';
 
 const jwt =
@@ -19,6 +21,9 @@ function assertClean(text: string): void {
   for (const [what, value] of Object.entries(secrets)) {
     expect(text, what).not.toContain(value);
     expect(text, what).not.toContain(value.slice(10, 40));
+    // and no 30-character piece of its base64 form (a wrapped SASL string leaks in pieces)
+    const encoded = Buffer.from(value).toString('base64');
+    for (let i = 0; i + 30 <= encoded.length; i += 30) expect(text, `${what} (base64)`).not.toContain(encoded.slice(i, i + 30));
   }
 }
 
@@ -37,6 +42,13 @@ describe('redaction', () => {
     ['a base64 SASL XOAUTH2 string', `C: AUTH XOAUTH2 ${xoauth2Base64}`],
     ['a base64 SASL OAUTHBEARER string', `C: A1 AUTHENTICATE OAUTHBEARER ${oauthBearerBase64}`],
     ['a storage account key', 'DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0a2V5;EndpointSuffix=core.windows.net'],
+    ['util.inspect output of a token response', `{ token_type: 'Bearer', access_token: '${refreshToken}', refresh_token: 'M.C107_c2VjcmV0a2V5' }`],
+    ['util.inspect output of a password', "{ user: 'alice', password: 'c2VjcmV0a2V5' }"],
+    ['a secret in JSON under a plain name', '{"secret":"c2VjcmV0a2V5-opaque"}'],
+    ['JSON carried inside a JSON string', JSON.stringify({ body: JSON.stringify({ client_secret: 'c2VjcmV0a2V5', scope: 'x' }) })],
+    ['a YAML-like credential line', `client_secret: ${clientSecret} and webhook_secret: c2VjcmV0a2V5`],
+    ['a PEM private key', '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nc2VjcmV0a2V5\n-----END PRIVATE KEY-----'],
+    ['a base64 SASL XOAUTH2 string wrapped at 76 columns', `AUTH XOAUTH2 ${xoauth2Base64.replace(/.{76}/g, '$&\r\n')}`],
   ])('removes %s from text', (_what, text) => {
     const redacted = redactText(text);
     assertClean(redacted);
@@ -45,6 +57,8 @@ describe('redaction', () => {
   });
 
   it('leaves ordinary diagnostics alone', () => {
+    const diagnostics = "{ token_type: 'Bearer', expires_in: 3599, tokenEndpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token' }";
+    expect(redactText(diagnostics)).toBe(diagnostics);
     const text = 'AADSTS700082: The refresh token has expired due to inactivity. error_codes=[700082] code=EAUTH status=401';
     expect(redactText(text)).toBe(text);
     expect(redactText('AKV10000: Request is missing a Bearer or PoP token.')).toBe('AKV10000: Request is missing a Bearer or PoP token.');
@@ -93,6 +107,56 @@ describe('logger', () => {
     expect(serialized).not.toContain('verifier-value-1234567890');
   });
 
+  it('drops values under credential-like names, however they are spelled', () => {
+    const records: LogRecord[] = [];
+    const logger = createLogger({ level: 'info', sink: (r) => records.push(r) });
+    logger.info('x', {
+      token: 'EwBwA8l6BAAU-opaque',
+      webhookSecret: 'whsec_opaque',
+      signingKey: 'k',
+      pwd: 'p',
+      privateKeyPem: 'pem',
+      'X-Api-Key': 'key',
+      tokenType: 'Bearer',
+      tokenEndpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token',
+    });
+    expect(records[0]).toMatchObject({
+      token: REDACTED,
+      webhookSecret: REDACTED,
+      signingKey: REDACTED,
+      pwd: REDACTED,
+      privateKeyPem: REDACTED,
+      'X-Api-Key': REDACTED,
+      tokenType: 'Bearer',
+      tokenEndpoint: 'https://login.microsoftonline.com/t/oauth2/v2.0/token',
+    });
+  });
+
+  it('keeps the record\'s own level, message and time whatever fields the caller passes', () => {
+    const records: LogRecord[] = [];
+    const logger = createLogger({ level: 'info', sink: (r) => records.push(r) });
+    logger.error('refresh failed', { level: 'info', message: 'all good', timestamp: 'yesterday' });
+    expect(records[0]).toMatchObject({ level: 'error', message: 'refresh failed' });
+    expect(records[0]?.timestamp).not.toBe('yesterday');
+  });
+
+  it('keeps an error\'s cause and copies an object referenced twice, cutting only true cycles', () => {
+    const records: LogRecord[] = [];
+    const logger = createLogger({ level: 'info', sink: (r) => records.push(r) });
+    const root = new Error('outer');
+    root.cause = Object.assign(new Error('inner'), { code: 'ETIMEDOUT' });
+    const shared = { id: 'm-1' };
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    logger.error('failed', { error: root, first: shared, second: shared, cyclic });
+    expect(records[0]).toMatchObject({
+      error: { message: 'outer', cause: { message: 'inner', code: 'ETIMEDOUT' } },
+      first: { id: 'm-1' },
+      second: { id: 'm-1' },
+      cyclic: { name: 'loop', self: '[Circular]' },
+    });
+  });
+
   it('drops records below the configured level', () => {
     const records: LogRecord[] = [];
     const logger = createLogger({ level: 'warn', sink: (r) => records.push(r) });
@@ -101,5 +165,32 @@ describe('logger', () => {
     logger.warn('w');
     logger.error('e');
     expect(records.map((r) => r.level)).toEqual(['warn', 'error']);
+  });
+});
+
+describe('invocation context logs', () => {
+  // The real InvocationContext of @azure/functions (a CommonJS bundle, hence require).
+  const { InvocationContext } = createRequire(import.meta.url)('@azure/functions') as {
+    InvocationContext: new (init: { invocationId: string; functionName: string; logHandler: (level: string, ...args: unknown[]) => void }) => InvocationContextType;
+  };
+
+  it('redacts what a function writes directly with context.log, and writes logger records once', () => {
+    const lines: string[] = [];
+    const context = new InvocationContext({
+      invocationId: 'inv-1',
+      functionName: 'health',
+      logHandler: (_level, ...args) => lines.push(args.map(String).join(' ')),
+    });
+    redactInvocationLogs(context);
+    redactInvocationLogs(context);
+
+    context.log('token response', { access_token: jwt, refresh_token: refreshToken, expires_in: 3599 });
+    context.warn(`retrying with ${xoauth2Base64}`);
+    invocationLogger({ level: 'info' }, context).info('sent', { clientSecret });
+
+    expect(lines).toHaveLength(3);
+    assertClean(lines.join('\n'));
+    expect(lines[0]).toContain('expires_in: 3599');
+    expect(JSON.parse(lines[2] ?? '')).toMatchObject({ message: 'sent', clientSecret: REDACTED, invocationId: 'inv-1' });
   });
 });

@@ -108,6 +108,12 @@ export function mailServerSupport(): { runnable: true } | { runnable: false; rea
 /** up.sh found one of the requested ports taken; whoever picked them may pick others and retry. */
 export class MailServerPortInUseError extends Error {}
 
+/**
+ * The installed Dovecot is not a version the stack's configuration is written for (2.3.x); the
+ * message names the version found. Retrying does not help: it needs another machine or container.
+ */
+export class MailServerVersionError extends Error {}
+
 const SCRIPT_PURPOSE = { 'install.sh': 'installation', 'up.sh': 'start', 'down.sh': 'stop' } as const;
 
 function runScript(script: keyof typeof SCRIPT_PURPOSE, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
@@ -119,7 +125,10 @@ function runScript(script: keyof typeof SCRIPT_PURPOSE, args: string[], env: Nod
       }
       const detail = stderr.trim() || (error.killed ? `no answer within ${timeoutMs / 1000} s` : error.message);
       const message = `mail server ${SCRIPT_PURPOSE[script]} failed: ${detail}`;
-      reject(error.code === 3 ? new MailServerPortInUseError(message) : new Error(message));
+      // up.sh's exit statuses: 3 a port is taken, 4 an unsupported Dovecot.
+      if (error.code === 3) reject(new MailServerPortInUseError(message));
+      else if (error.code === 4) reject(new MailServerVersionError(message));
+      else reject(new Error(message));
     });
   });
 }
@@ -135,7 +144,8 @@ export function installMailServerPackages(logPath?: string): Promise<void> {
 /**
  * Starts (or restarts) the stack in `stackDir` and resolves once every port accepts connections.
  * The first start on a machine without the packages installs them, which takes up to a minute.
- * Throws MailServerPortInUseError when one of the ports is taken.
+ * Throws MailServerPortInUseError when one of the ports is taken, and MailServerVersionError when
+ * the installed Dovecot is not 2.3.x (as on Debian 13, which ships 2.4).
  */
 export async function startMailServer(options: MailServerOptions): Promise<RunningMailServer> {
   const ports = { ...DEFAULT_MAIL_PORTS, ...options.ports };

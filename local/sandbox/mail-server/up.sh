@@ -14,8 +14,10 @@
 #   MAIL_TLS_CERT, MAIL_TLS_KEY, MAIL_TLS_CA   PEM files to serve; otherwise a local CA is made once
 #
 # Needs root: both masters start as root and drop privileges per service. Installs the Debian
-# packages when they are missing (install.sh). Prints nothing on success; on failure says why, exits
-# with 3 when a port is taken and 1 otherwise, and stops whatever it had started.
+# packages when they are missing (install.sh), then checks that they are versions the configuration
+# is written for (check-versions.sh: Dovecot 2.3.x). Prints nothing on success; on failure says why,
+# exits with 3 when a port is taken, 4 when the installed Dovecot is not a supported version, and 1
+# otherwise, and stops whatever it had started.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd -P)
@@ -89,6 +91,9 @@ fi
 # --- packages ---------------------------------------------------------------------------------
 mkdir -p "$stack/log"
 "$here/install.sh" "$stack/log/install.log"
+# Before anything is rendered for them: a Dovecot the configuration does not fit fails here with its
+# version and what is supported (status 4), not later as an invalid configuration.
+"$here/check-versions.sh"
 
 # --- directories --------------------------------------------------------------------------------
 # Dovecot's login and auth processes (dovenull, dovecot), Postfix's daemons (postfix) and the mail

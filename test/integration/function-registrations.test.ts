@@ -1,0 +1,65 @@
+import { execFile } from 'node:child_process';
+import { glob, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FunctionRegistry, installCoreApi } from '../../local/host/core-api.js';
+
+/**
+ * What the Azure Functions worker will index: the app is compiled as for deployment, the files
+ * package.json "main" names are loaded with a stand-in for the worker's @azure/functions-core
+ * module, and every registration is compared with the table below. Adding, renaming or
+ * re-routing a function means updating this table on purpose.
+ */
+
+const expected = [
+  { name: 'health', trigger: 'httpTrigger', route: 'health', methods: ['GET'], authLevel: 'anonymous' },
+];
+const expectedHooks = ['appStart', 'preInvocation'];
+
+describe('function registrations', () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  // Inside the repository, so the compiled files resolve node_modules as dist/ does.
+  const outDir = join(root, '.local', `registrations-${process.pid}`);
+
+  afterAll(async () => {
+    await rm(outDir, { recursive: true, force: true });
+  });
+
+  it('registers exactly the expected functions and hooks from the compiled entry files', async () => {
+    // Type errors are the typecheck's business (npm test runs it); this only needs the emitted files.
+    await promisify(execFile)(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--noCheck', '--outDir', outDir], {
+      cwd: root,
+    });
+    const { main } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { main: string };
+    expect(main).toBe('dist/functions/*.js');
+
+    const registry = installCoreApi(() => undefined);
+    const files: string[] = [];
+    for await (const file of glob(main.replace(/^dist\//, ''), { cwd: outDir })) files.push(file);
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files.sort()) await import(pathToFileURL(join(outDir, file)).href);
+
+    expect(registry.programmingModel?.name).toBe('@azure/functions');
+    const registered = [...registry.functions.values()].map(({ metadata }) => {
+      const { binding } = FunctionRegistry.triggerOf(metadata);
+      return {
+        name: metadata.name,
+        trigger: binding.type,
+        ...(binding.type === 'httpTrigger' && { route: binding.route, methods: binding.methods, authLevel: binding.authLevel }),
+        ...(binding.type === 'timerTrigger' && { schedule: binding.schedule }),
+        ...(binding.type === 'queueTrigger' && { queueName: binding.queueName, connection: binding.connection }),
+      };
+    });
+    expect(registered.sort((a, b) => a.name.localeCompare(b.name))).toEqual(expected);
+    expect([...registry.hooks.entries()].filter(([, list]) => list.length > 0).map(([name]) => name)).toEqual(expectedHooks);
+
+    for (const { metadata } of registry.functions.values()) {
+      const { binding } = FunctionRegistry.triggerOf(metadata);
+      if (binding.type === 'timerTrigger') {
+        expect(String(binding.schedule).trim().split(/\s+/), `${metadata.name}: 6-field NCRONTAB`).toHaveLength(6);
+      }
+    }
+  }, 120_000);
+});
