@@ -27,12 +27,6 @@ export interface RegisteredFunction {
 export type CoreLog = (level: RpcLogLevel, category: RpcLogCategory, message: string) => void;
 
 class Disposable {
-  static from(...items: { dispose: () => unknown }[]): Disposable {
-    return new Disposable(() => {
-      for (const item of items) item.dispose();
-    });
-  }
-
   #callOnDispose: (() => unknown) | undefined;
 
   constructor(callOnDispose: () => unknown) {

@@ -66,8 +66,6 @@ export interface ServedRequest {
 export interface KeyVaultServer {
   /** https://127.0.0.1:<port>, the vault URL to give SecretClient. */
   url: string;
-  /** The CA certificate a client must trust to talk to this server. */
-  caCertPem: string;
   /** Every request served, in order. */
   readonly requests: ServedRequest[];
   stop(): Promise<void>;
@@ -383,7 +381,6 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
 
   return {
     url: base,
-    caCertPem: ca.certPem,
     requests,
     stop: () =>
       new Promise<void>((resolve, reject) => {
