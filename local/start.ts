@@ -9,7 +9,7 @@ import { redactText } from '../src/telemetry/redact.js';
 import { startAzurite, DEFAULT_AZURITE_PORTS, type RunningAzurite } from './azurite.js';
 import { consoleFunctionLog, consoleHostLog } from './host/console-log.js';
 import { startLocalHost, type LocalHost } from './host/host.js';
-import { readLocalSettings } from './settings.js';
+import { readLocalSettings } from '../src/local-settings.js';
 
 /**
  * `npm start`: the connector on one machine with no Azure account. Starts Azurite (when the

@@ -32,6 +32,13 @@ export interface Config {
   storage: StorageConfig;
   secretStore: SecretStoreConfig;
   logLevel: LogLevel;
+  /**
+   * Local development only: vendor-configured URLs (token key URLs, webhook endpoints) may point at
+   * loopback and private addresses, and webhooks may use plain http. Refused in Azure.
+   */
+  allowPrivateNetworkUrls: boolean;
+  /** Delays before each webhook retry; the delivery fails after the last one. */
+  webhookRetryScheduleMs: readonly number[];
   /** True inside Azure App Service / Functions (see isRunningInAzure). */
   runningInAzure: boolean;
 }
@@ -91,6 +98,27 @@ const envSchema = z.object({
   KEY_VAULT_URL: setting(serviceUrl('https://<vault>.vault.azure.net')),
   LOCAL_SECRET_STORE_DIR: setting(z.string().trim()),
   AZURE_CLIENT_ID: setting(guid('the user-assigned managed identity')),
+  ALLOW_PRIVATE_NETWORK_URLS: setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['true', 'false'], { error: 'must be "true" or "false"' }))
+      .transform((v) => v === 'true'),
+  ),
+  WEBHOOK_RETRY_SCHEDULE: setting(
+    z
+      .string()
+      .trim()
+      .transform((text, ctx) => {
+        const delays = text.split(',').map((part) => parseDuration(part.trim()));
+        if (delays.some((d) => d === undefined) || delays.length === 0 || delays.length > 30) {
+          ctx.addIssue({ code: 'custom', message: 'must be a comma-separated list of up to 30 durations such as 5s,5m,30m,2h' });
+          return z.NEVER;
+        }
+        return delays as number[];
+      }),
+  ),
   LOG_LEVEL: setting(
     z
       .string()
@@ -111,8 +139,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const storage = readStorage(values, problems);
   const secretStore = readSecretStore(values, runningInAzure, problems);
 
+  const allowPrivateNetworkUrls = values.ALLOW_PRIVATE_NETWORK_URLS ?? false;
+  if (allowPrivateNetworkUrls && runningInAzure) {
+    problems.push('ALLOW_PRIVATE_NETWORK_URLS: a local-development setting; it is refused in Azure, where it would open the connector\'s network to vendor-configured URLs');
+  }
+
   if (problems.length > 0 || !storage || !secretStore) throw new ConfigError(firstProblemPerSetting(problems));
-  return { storage, secretStore, logLevel: values.LOG_LEVEL ?? 'info', runningInAzure };
+  return {
+    storage,
+    secretStore,
+    logLevel: values.LOG_LEVEL ?? 'info',
+    runningInAzure,
+    allowPrivateNetworkUrls,
+    webhookRetryScheduleMs: values.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS,
+  };
 }
 
 /**
@@ -213,6 +253,22 @@ function readSecretStore(env: Env, runningInAzure: boolean, problems: string[]):
     return undefined;
   }
   return { kind: 'local', directory };
+}
+
+/**
+ * The Standard Webhooks schedule: retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h, so a
+ * receiver that is down for a day still gets every event.
+ */
+export const DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS: readonly number[] = [
+  5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+];
+
+/** "500ms", "5s", "5m", "2h", "1d" → milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(match[1]) * unit);
 }
 
 /** An invalid setting reads as unset to the later checks; say only what is wrong with it. */

@@ -31,6 +31,8 @@ export interface LocalHostOptions {
   functionLog?: InvocationLogger;
   /** Names the timer schedule status blobs, as the host id does in Azure. */
   hostId?: string;
+  /** Entry files instead of package.json "main" (tests load the TypeScript sources). */
+  main?: string;
 }
 
 export interface FunctionSummary {
@@ -59,7 +61,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   const registry = installCoreApi((level, category, message) => {
     functionLog({ functionName: '', invocationId: '', level, category, message });
   });
-  await loadEntryPoints(appDir, registry);
+  await loadEntryPoints(appDir, registry, options.main);
   registry.lock();
   if (!registry.programmingModel) {
     throw new Error('The app registered no programming model: its entry files must import @azure/functions.');
@@ -198,9 +200,9 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   };
 }
 
-async function loadEntryPoints(appDir: string, registry: FunctionRegistry): Promise<void> {
+async function loadEntryPoints(appDir: string, registry: FunctionRegistry, main: string | undefined): Promise<void> {
   const packageJson = JSON.parse(await readFile(join(appDir, 'package.json'), 'utf8')) as { main?: string };
-  const pattern = packageJson.main ?? 'index.js';
+  const pattern = main ?? packageJson.main ?? 'index.js';
   const files: string[] = [];
   for await (const file of glob(pattern, { cwd: appDir })) files.push(file);
   if (files.length === 0) {

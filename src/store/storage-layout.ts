@@ -1,8 +1,22 @@
 /**
  * Every table, queue and blob container the connector uses, in one place: `npm start` creates
  * them in Azurite, the deployment creates them in Azure, code refers to them by these names.
- * Tables and queues join the layout with the features that use them.
  */
+export const TABLES = {
+  customers: 'customers',
+  connections: 'connections',
+  mailboxes: 'mailboxes',
+  events: 'events',
+  apiKeys: 'apikeys',
+  jwtIssuers: 'jwtissuers',
+  webhookEndpoints: 'webhookendpoints',
+} as const;
+
+export const QUEUES = {
+  /** One message per event and webhook endpoint to deliver to. */
+  deliverEvent: 'deliver-event',
+} as const;
+
 export const CONTAINERS = {
   /** Payloads too large for a queue message (see QueuePublisher). */
   payloads: 'payloads',
@@ -15,7 +29,7 @@ export interface StorageLayout {
 }
 
 export const STORAGE_LAYOUT: StorageLayout = {
-  tables: [],
-  queues: [],
+  tables: Object.values(TABLES),
+  queues: Object.values(QUEUES),
   containers: Object.values(CONTAINERS),
 };

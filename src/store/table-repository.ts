@@ -193,6 +193,23 @@ export class TableRepository<T> {
     };
   }
 
+  /** Every row of a partition (within a row-key range), page by page: for small partitions and admin tools. */
+  async *scan(partitionKey: string, range: RowKeyRange = {}): AsyncIterable<Versioned<T>> {
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.page(partitionKey, { range, pageSize: 1000, ...(continuationToken !== undefined && { continuationToken }) });
+      yield* page.items;
+      continuationToken = page.continuationToken;
+    } while (continuationToken !== undefined);
+  }
+
+  /** The values of `scan`, collected. */
+  async all(partitionKey: string, range: RowKeyRange = {}): Promise<T[]> {
+    const values: T[] = [];
+    for await (const item of this.scan(partitionKey, range)) values.push(item.value);
+    return values;
+  }
+
   private toVersioned(entity: TableEntityResult<TableProperties>): Versioned<T> {
     const { partitionKey, rowKey, etag, timestamp: _timestamp, ...properties } = entity;
     const key = { partitionKey: partitionKey ?? '', rowKey: rowKey ?? '' };

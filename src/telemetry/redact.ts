@@ -35,6 +35,10 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
   [/\b(?:dXNlcj[0-3]|bixhP[T-X]|biws)[A-Za-z0-9+/]{16,}(?:\r?\n[A-Za-z0-9+/]{4,})*={0,2}/g, REDACTED],
   // Credentials after an auth scheme; at least 16 characters so prose ("a Bearer or PoP token") stays
   [/\b(Bearer|Basic|Negotiate|SharedKey)\s+[A-Za-z0-9\-._~+/:]{16,}=*/gi, `$1 ${REDACTED}`],
+  // The connector's own API keys: the prefix names the key, the secret part goes
+  [/\b(m365c_[a-z0-9]{12}_)[A-Za-z0-9_-]{8,}/g, `$1${REDACTED}`],
+  // Standard Webhooks signing secrets
+  [/\bwhsec_[A-Za-z0-9+/=]{8,}/g, `whsec_${REDACTED}`],
   // JWT / JWS (access tokens, id tokens, client assertions)
   [/\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g, REDACTED],
   // Microsoft refresh tokens and authorization codes ("0.A…", "1.A…")
@@ -62,7 +66,7 @@ const TEXT_RULES: ReadonlyArray<readonly [RegExp, string]> = [
  * counts, plain sentences) have none of it and skip the rules altogether.
  */
 // eslint-disable-next-line no-control-regex
-const MIGHT_HOLD_A_CREDENTIAL = /[=:~\x01]|eyJ|-----|dXNlcj|bixhP|biws|[01]\.A|Bearer|Basic|Negotiate|SharedKey/i;
+const MIGHT_HOLD_A_CREDENTIAL = /[=:~\x01]|eyJ|-----|dXNlcj|bixhP|biws|[01]\.A|Bearer|Basic|Negotiate|SharedKey|m365c_|whsec_/i;
 
 export function redactText(text: string): string {
   if (!MIGHT_HOLD_A_CREDENTIAL.test(text)) return text;

@@ -5,6 +5,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FunctionRegistry, installCoreApi } from '../../local/host/core-api.js';
+import { apiRoutes } from '../../src/api/routes/index.js';
 
 /**
  * What the Azure Functions worker will index: the app is compiled as for deployment, the files
@@ -14,8 +15,10 @@ import { FunctionRegistry, installCoreApi } from '../../local/host/core-api.js';
  */
 
 const expected = [
-  { name: 'health', trigger: 'httpTrigger', route: 'health', methods: ['GET'], authLevel: 'anonymous' },
-];
+  // One HTTP function per API operation, all anonymous at the host: the API checks its own credentials.
+  ...apiRoutes.map((route) => ({ name: route.name, trigger: 'httpTrigger', route: route.path, methods: [route.method], authLevel: 'anonymous' })),
+  { name: 'deliver-event', trigger: 'queueTrigger', queueName: 'deliver-event', connection: 'AzureWebJobsStorage' },
+].sort((a, b) => a.name.localeCompare(b.name));
 const expectedHooks = ['appStart', 'preInvocation'];
 
 describe('function registrations', () => {

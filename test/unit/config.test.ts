@@ -21,7 +21,26 @@ describe('loadConfig', () => {
       secretStore: { kind: 'local', directory: '/home/dev/.m365-connector/secrets' },
       logLevel: 'info',
       runningInAzure: false,
+      allowPrivateNetworkUrls: false,
+      webhookRetryScheduleMs: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
     });
+  });
+
+  it('reads the webhook retry schedule and the local-development network setting', () => {
+    const config = loadConfig({
+      AzureWebJobsStorage: 'UseDevelopmentStorage=true',
+      HOME: '/h',
+      WEBHOOK_RETRY_SCHEDULE: '500ms, 2s,1m,1.5h',
+      ALLOW_PRIVATE_NETWORK_URLS: 'TRUE',
+    });
+    expect(config.webhookRetryScheduleMs).toEqual([500, 2000, 60_000, 5_400_000]);
+    expect(config.allowPrivateNetworkUrls).toBe(true);
+    expect(problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', HOME: '/h', WEBHOOK_RETRY_SCHEDULE: '5s,soon' })).toEqual([
+      'WEBHOOK_RETRY_SCHEDULE: must be a comma-separated list of up to 30 durations such as 5s,5m,30m,2h',
+    ]);
+    expect(
+      problemsOf({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', WEBSITE_INSTANCE_ID: 'i', KEY_VAULT_URL: 'https://v.vault.azure.net', ALLOW_PRIVATE_NETWORK_URLS: 'true' }),
+    ).toEqual([expect.stringMatching(/^ALLOW_PRIVATE_NETWORK_URLS: a local-development setting; it is refused in Azure/)]);
   });
 
   it('reads identity-based storage the way the Functions host does', () => {

@@ -48,6 +48,8 @@ describe('redaction', () => {
     ['JSON carried inside a JSON string', JSON.stringify({ body: JSON.stringify({ client_secret: 'c2VjcmV0a2V5', scope: 'x' }) })],
     ['a YAML-like credential line', `client_secret: ${clientSecret} and webhook_secret: c2VjcmV0a2V5`],
     ['a PEM private key', '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nc2VjcmV0a2V5\n-----END PRIVATE KEY-----'],
+    ['a connector API key', 'rejected key m365c_a1b2c3d4e5f6_c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V'],
+    ['a webhook signing secret', 'secret whsec_c2VjcmV0a2V5c2VjcmV0a2V5'],
     ['a base64 SASL XOAUTH2 string wrapped at 76 columns', `AUTH XOAUTH2 ${xoauth2Base64.replace(/.{76}/g, '$&\r\n')}`],
   ])('removes %s from text', (_what, text) => {
     const redacted = redactText(text);

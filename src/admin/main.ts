@@ -1,0 +1,41 @@
+import { CommanderError } from 'commander';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getServices } from '../composition.js';
+import { ConfigError } from '../config.js';
+import { readLocalSettings } from '../local-settings.js';
+import { redactText } from '../telemetry/redact.js';
+import { AdminError, buildAdminCli } from './admin-cli.js';
+
+// `npm run connector -- <command>`: the settings come from the environment, then
+// local.settings.json, then the local defaults, as for npm start.
+const appDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+Object.assign(process.env, (await readLocalSettings(appDir, process.env)).values);
+
+const program = buildAdminCli(
+  async () => {
+    const services = await getServices();
+    return {
+      repositories: services.repositories,
+      webhookSecrets: services.webhookSecrets,
+      replay: { events: services.repositories.events, queues: services.queues },
+      allowPrivateNetworkUrls: services.config.allowPrivateNetworkUrls,
+      now: () => new Date(),
+    };
+  },
+  { out: (text) => { process.stdout.write(`${text}\n`); }, err: (text) => { process.stderr.write(`${text}\n`); } },
+);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else {
+    process.exitCode = 1;
+    const known = error instanceof AdminError || error instanceof ConfigError;
+    const message = error instanceof Error ? error.message : String(error);
+    const unreachable = /ECONNREFUSED/.test(message) ? ' Is storage reachable (for Azurite: is npm start running)?' : '';
+    process.stderr.write(`${redactText(known ? message : `Failed: ${message}.${unreachable}`)}\n`);
+  }
+}

@@ -1,0 +1,23 @@
+import { problemSchema } from './problem.js';
+import type { ResponseSpec } from './route.js';
+
+const PROBLEM_DESCRIPTIONS: Record<number, string> = {
+  400: 'The request is not valid (problem+json with field errors).',
+  401: 'Missing, invalid or expired credentials.',
+  404: 'No such resource, or not one these credentials can see.',
+  409: 'The request conflicts with the current state.',
+  413: 'The request body is too large.',
+  415: 'The request body is not JSON.',
+  500: 'Something went wrong on our side; the problem names the request id.',
+  503: 'Storage is not reachable right now; retry after the Retry-After delay.',
+};
+
+/** The problem+json responses an operation can give, for its OpenAPI description. */
+export function problems(...statuses: number[]): ResponseSpec[] {
+  return statuses.map((status) => ({ status, description: PROBLEM_DESCRIPTIONS[status] ?? 'Problem.', schema: problemSchema }));
+}
+
+/** `{ [name]: value }` when value is defined, `{}` otherwise, for spreading optional fields. */
+export function optional<K extends string, V>(name: K, value: V | undefined): Partial<Record<K, V>> {
+  return value === undefined ? {} : ({ [name]: value } as Record<K, V>);
+}

@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import { customerIdSchema } from '../../domain/customer.js';
+import { EVENT_TYPES, storedEventSchema } from '../../domain/events.js';
+import { ID_PATTERN, idLowerBound } from '../../domain/ids.js';
+import { keys } from '../../store/repositories.js';
+import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
+import { notFound } from '../problem.js';
+import { optional, problems } from '../responses.js';
+import { defineRoute } from '../route.js';
+import type { ApiServices } from '../services.js';
+
+const route = defineRoute<ApiServices>();
+const eventView = storedEventSchema.meta({ id: 'Event' });
+const eventParams = z.object({ customerId: customerIdSchema, eventId: z.string().regex(ID_PATTERN.evt) });
+
+export const eventRoutes = [
+  route({
+    name: 'events-list',
+    method: 'GET',
+    path: 'v1/customers/{customerId}/events',
+    tag: 'Events',
+    summary: 'List a customer\'s events, oldest first, with their webhook deliveries',
+    description: 'Filters apply within each page, so a page can hold fewer than `limit` items while `nextCursor` is present.',
+    authenticated: true,
+    params: z.object({ customerId: customerIdSchema }),
+    query: z.object({
+      ...pageQuery,
+      since: z.iso.datetime({ offset: true }).optional().meta({ description: 'Only events that occurred at or after this time.' }),
+      type: z.enum(EVENT_TYPES).optional(),
+      connectionId: z.string().regex(ID_PATTERN.con).optional(),
+    }),
+    responses: [{ status: 200, description: 'A page of events.', schema: pageSchema(eventView, 'EventPage') }, ...problems(400, 401, 404)],
+    async handle({ params, query, services }) {
+      const page = await services.repositories.events.page(params.customerId, {
+        pageSize: query.limit,
+        ...optional('range', query.since === undefined ? undefined : { from: idLowerBound('evt', new Date(query.since)) }),
+        ...optional('continuationToken', decodeCursor('events', query.cursor)),
+      });
+      const items = page.items
+        .map((i) => i.value)
+        .filter((e) => (query.type === undefined || e.type === query.type) && (query.connectionId === undefined || e.connectionId === query.connectionId));
+      return { status: 200, body: { items, ...optional('nextCursor', encodeCursor('events', page.continuationToken)) } };
+    },
+  }),
+  route({
+    name: 'events-get',
+    method: 'GET',
+    path: 'v1/customers/{customerId}/events/{eventId}',
+    tag: 'Events',
+    summary: 'Get an event and its delivery attempts',
+    authenticated: true,
+    params: eventParams,
+    responses: [{ status: 200, description: 'The event.', schema: eventView }, ...problems(401, 404)],
+    async handle({ params, services }) {
+      const found = await services.repositories.events.get(keys.event(params.customerId, params.eventId));
+      if (!found) throw notFound('The event');
+      return { status: 200, body: found.value };
+    },
+  }),
+  route({
+    name: 'events-replay',
+    method: 'POST',
+    path: 'v1/customers/{customerId}/events/{eventId}/replay',
+    tag: 'Events',
+    summary: 'Deliver an event to its webhook endpoints again',
+    description: 'The webhook-id stays the event id, so a receiver that already processed the event can drop the copy.',
+    authenticated: true,
+    params: eventParams,
+    responses: [
+      { status: 202, description: 'Queued.', schema: z.object({ deliveries: z.int() }).meta({ id: 'ReplayAccepted' }) },
+      ...problems(401, 404),
+    ],
+    async handle({ params, services }) {
+      const deliveries = await services.replayEvent(params.customerId, params.eventId);
+      if (deliveries === undefined) throw notFound('The event');
+      return { status: 202, body: { deliveries } };
+    },
+  }),
+  route({
+    name: 'events-replay-failed',
+    method: 'POST',
+    path: 'v1/customers/{customerId}/events/replay-failed',
+    tag: 'Events',
+    summary: 'Deliver again every event since a time whose delivery failed',
+    authenticated: true,
+    params: z.object({ customerId: customerIdSchema }),
+    body: z.object({ since: z.iso.datetime({ offset: true }) }).strict(),
+    responses: [
+      {
+        status: 202,
+        description: 'Queued.',
+        schema: z.object({ events: z.int(), deliveries: z.int() }).meta({ id: 'ReplayFailedAccepted' }),
+      },
+      ...problems(400, 401, 404),
+    ],
+    async handle({ params, body, services }) {
+      if (!(await services.repositories.customers.get(keys.customer(params.customerId)))) throw notFound('The customer');
+      const result = await services.replayFailedEvents(params.customerId, new Date(body.since));
+      return { status: 202, body: result };
+    },
+  }),
+];

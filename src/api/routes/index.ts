@@ -1,0 +1,29 @@
+import { buildOpenApiDocument, type OpenApiDocument } from '../openapi.js';
+import { defineRoute, type ApiRoute } from '../route.js';
+import type { ApiServices } from '../services.js';
+import { connectionRoutes } from './connections.js';
+import { customerRoutes } from './customers.js';
+import { eventRoutes } from './events.js';
+import { healthRoute } from './health.js';
+
+/** The contract version of the v1 API, as the OpenAPI document states it. */
+export const API_VERSION = '1.0.0';
+
+let document: OpenApiDocument | undefined;
+
+const openApiRoute: ApiRoute<ApiServices> = defineRoute<ApiServices>()({
+  name: 'openapi',
+  method: 'GET',
+  path: 'openapi.json',
+  tag: 'Operations',
+  summary: 'This API\'s OpenAPI 3.1 document',
+  authenticated: false,
+  responses: [{ status: 200, description: 'The OpenAPI document.' }],
+  handle() {
+    document ??= buildOpenApiDocument(apiRoutes, API_VERSION);
+    return Promise.resolve({ status: 200, body: document });
+  },
+});
+
+/** Every HTTP operation of the connector, each registered as one function. */
+export const apiRoutes: readonly ApiRoute<ApiServices>[] = [healthRoute, openApiRoute, ...customerRoutes, ...connectionRoutes, ...eventRoutes];

@@ -1,0 +1,103 @@
+import { z } from 'zod';
+import { EVENT_TYPES } from './events.js';
+import { ID_PATTERN } from './ids.js';
+import { tagsSchema } from './tags.js';
+
+/**
+ * A connection links one customer to one Microsoft 365 tenant through the vendor's app, in one
+ * mode. Its state says whether mail can flow and, when it cannot, who has to act.
+ */
+
+export const CONNECTION_MODES = ['delegated', 'application'] as const;
+export type ConnectionMode = (typeof CONNECTION_MODES)[number];
+
+export const CONNECTION_STATES = ['pending', 'connected', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'] as const;
+export type ConnectionState = (typeof CONNECTION_STATES)[number];
+
+/** Why a connection is in its state, for people: what happened and what to do next. */
+export const stateReasonSchema = z.object({
+  code: z.string().meta({ description: 'Machine-readable cause, e.g. an AADSTS code or "disconnected_by_vendor".' }),
+  message: z.string(),
+  nextStep: z.string().optional(),
+});
+export type StateReason = z.infer<typeof stateReasonSchema>;
+
+export const connectionSchema = z.object({
+  id: z.string().regex(ID_PATTERN.con),
+  customerId: z.string(),
+  mode: z.enum(CONNECTION_MODES).meta({
+    description: '"delegated": a user signs in and the connector keeps their refresh token; "application": an admin grants app-only access to the tenant.',
+  }),
+  state: z.enum(CONNECTION_STATES),
+  displayName: z.string().max(256).optional(),
+  tags: tagsSchema,
+  tenantId: z.uuid().optional().meta({ description: 'The Microsoft 365 tenant, once connected.' }),
+  stateReason: stateReasonSchema.optional(),
+  /**
+   * The event of the last change, saved in the same write as the change: if recording the event
+   * fails after the row was saved, a retry finds it here and records it under the same id.
+   */
+  lastEvent: z
+    .object({ id: z.string().regex(ID_PATTERN.evt), type: z.enum(EVENT_TYPES), occurredAt: z.iso.datetime(), data: z.record(z.string(), z.unknown()) })
+    .optional(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+  stateChangedAt: z.iso.datetime(),
+});
+
+export type Connection = z.infer<typeof connectionSchema>;
+
+/** What callers of the API see of a connection: the bookkeeping of its events stays inside. */
+export const connectionViewSchema = connectionSchema.omit({ lastEvent: true }).meta({ id: 'Connection' });
+export type ConnectionView = z.infer<typeof connectionViewSchema>;
+
+export function connectionView(connection: Connection): ConnectionView {
+  const { lastEvent: _lastEvent, ...view } = connection;
+  return view;
+}
+
+/** Which states a connection may move to from each state. */
+const TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]> = {
+  pending: ['connected', 'needs_admin', 'app_misconfigured', 'disconnected'],
+  connected: ['needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'],
+  needs_reauth: ['connected', 'needs_admin', 'app_misconfigured', 'disconnected'],
+  needs_admin: ['connected', 'needs_reauth', 'app_misconfigured', 'disconnected'],
+  app_misconfigured: ['connected', 'needs_reauth', 'needs_admin', 'disconnected'],
+  disconnected: [],
+};
+
+export function canTransition(from: ConnectionState, to: ConnectionState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+export interface StateChange {
+  connection: Connection;
+  from: ConnectionState;
+  to: ConnectionState;
+}
+
+/**
+ * The connection in its new state, or undefined when it is already there. Throws on a move the
+ * state machine does not allow (a disconnected connection stays disconnected).
+ */
+export function changeState(connection: Connection, to: ConnectionState, reason: StateReason | undefined, now: Date): StateChange | undefined {
+  if (connection.state === to) return undefined;
+  if (!canTransition(connection.state, to)) {
+    throw new InvalidTransitionError(connection.state, to);
+  }
+  const at = now.toISOString();
+  const next: Connection = { ...connection, state: to, updatedAt: at, stateChangedAt: at };
+  if (reason) next.stateReason = reason;
+  else delete next.stateReason;
+  return { connection: next, from: connection.state, to };
+}
+
+export class InvalidTransitionError extends Error {
+  constructor(
+    readonly from: ConnectionState,
+    readonly to: ConnectionState,
+  ) {
+    super(`A connection in state "${from}" cannot move to "${to}".`);
+    this.name = 'InvalidTransitionError';
+  }
+}

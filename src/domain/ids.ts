@@ -1,0 +1,45 @@
+import { monotonicFactory } from 'ulid';
+
+/**
+ * Identifiers. Ids the connector makes are a type prefix and a ULID: unique without coordination,
+ * and ordered by creation time, so a Table Storage partition lists them oldest first and a time
+ * can be turned into a row-key bound ("events since 10:00").
+ */
+
+export type IdPrefix = 'con' | 'evt' | 'mbx' | 'whk';
+
+const ulid = monotonicFactory();
+
+export function newId(prefix: IdPrefix, now: number = Date.now()): string {
+  return `${prefix}_${ulid(now)}`;
+}
+
+/** The smallest id of this type created at or after `time`. */
+export function idLowerBound(prefix: IdPrefix, time: Date): string {
+  return `${prefix}_${encodeTime(time.getTime())}${'0'.repeat(16)}`;
+}
+
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+function encodeTime(ms: number): string {
+  let out = '';
+  let rest = Math.max(0, Math.floor(ms));
+  for (let i = 0; i < 10; i++) {
+    out = (CROCKFORD[rest % 32] ?? '0') + out;
+    rest = Math.floor(rest / 32);
+  }
+  return out;
+}
+
+export const ID_PATTERN: Record<IdPrefix, RegExp> = {
+  con: /^con_[0-9A-HJKMNP-TV-Z]{26}$/,
+  evt: /^evt_[0-9A-HJKMNP-TV-Z]{26}$/,
+  mbx: /^mbx_[0-9A-HJKMNP-TV-Z]{26}$/,
+  whk: /^whk_[0-9A-HJKMNP-TV-Z]{26}$/,
+};
+
+/**
+ * Customer ids are the vendor's own. Letters, digits and `._-`, starting with a letter or digit,
+ * at most 128 characters: safe in URLs, Table Storage keys and secret names alike.
+ */
+export const CUSTOMER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -1,0 +1,60 @@
+import type { z } from 'zod';
+import { apiKeyRecordSchema, jwtIssuerSchema, type ApiKeyRecord, type JwtIssuer } from '../domain/access.js';
+import { connectionSchema, type Connection } from '../domain/connection.js';
+import { customerSchema, type Customer } from '../domain/customer.js';
+import { storedEventSchema, type StoredEvent } from '../domain/events.js';
+import { mailboxSchema, type Mailbox } from '../domain/mailbox.js';
+import { webhookEndpointSchema, type WebhookEndpoint } from '../domain/webhook-endpoint.js';
+import type { StorageClients } from './storage-clients.js';
+import { TABLES } from './storage-layout.js';
+import { TableRepository, type EntityKey } from './table-repository.js';
+import { zodCodec } from './zod-codec.js';
+
+/**
+ * The connector's tables and how their rows are keyed. Everything of a customer is partitioned
+ * under the customer id, so one customer's rows are read without touching another's; vendor-wide
+ * settings (keys, issuers, endpoints) live in one partition each.
+ */
+export interface Repositories {
+  customers: TableRepository<Customer>;
+  connections: TableRepository<Connection>;
+  mailboxes: TableRepository<Mailbox>;
+  events: TableRepository<StoredEvent>;
+  apiKeys: TableRepository<ApiKeyRecord>;
+  jwtIssuers: TableRepository<JwtIssuer>;
+  webhookEndpoints: TableRepository<WebhookEndpoint>;
+}
+
+export function createRepositories(storage: StorageClients): Repositories {
+  const repo = <T extends Record<string, unknown>>(table: string, schema: z.ZodType<T>, json: (keyof T & string)[]) =>
+    new TableRepository(storage.table(table), zodCodec(schema, json));
+  return {
+    customers: repo(TABLES.customers, customerSchema, ['tags']),
+    connections: repo(TABLES.connections, connectionSchema, ['tags', 'stateReason', 'lastEvent']),
+    mailboxes: repo(TABLES.mailboxes, mailboxSchema, []),
+    events: repo(TABLES.events, storedEventSchema, ['data', 'deliveries']),
+    apiKeys: repo(TABLES.apiKeys, apiKeyRecordSchema, []),
+    jwtIssuers: repo(TABLES.jwtIssuers, jwtIssuerSchema, []),
+    webhookEndpoints: repo(TABLES.webhookEndpoints, webhookEndpointSchema, ['eventTypes']),
+  };
+}
+
+export const keys = {
+  customer: (customerId: string): EntityKey => ({ partitionKey: 'customer', rowKey: customerId }),
+  customersPartition: 'customer',
+  connection: (customerId: string, connectionId: string): EntityKey => ({ partitionKey: customerId, rowKey: connectionId }),
+  mailbox: (customerId: string, connectionId: string, mailboxId: string): EntityKey => ({
+    partitionKey: customerId,
+    rowKey: `${connectionId}.${mailboxId}`,
+  }),
+  /** Row-key prefix of the mailboxes of one connection. */
+  mailboxesOf: (connectionId: string): string => `${connectionId}.`,
+  event: (customerId: string, eventId: string): EntityKey => ({ partitionKey: customerId, rowKey: eventId }),
+  apiKey: (prefix: string): EntityKey => ({ partitionKey: 'apikey', rowKey: prefix }),
+  apiKeysPartition: 'apikey',
+  /** Issuers are often URLs, which row keys cannot hold as they are. */
+  jwtIssuer: (issuer: string): EntityKey => ({ partitionKey: 'issuer', rowKey: Buffer.from(issuer, 'utf8').toString('base64url') }),
+  jwtIssuersPartition: 'issuer',
+  webhookEndpoint: (id: string): EntityKey => ({ partitionKey: 'endpoint', rowKey: id }),
+  webhookEndpointsPartition: 'endpoint',
+};
