@@ -104,6 +104,7 @@ async function main(): Promise<void> {
       ? `Storage: Azurite (blob ${azurite.ports.blob}, queue ${azurite.ports.queue}, table ${azurite.ports.table}), data in ${join(dataDir, 'azurite')}`
       : 'Storage: from AzureWebJobsStorage',
     `Health:  ${host.baseUrl}/api/health`,
+    `API:     ${host.baseUrl}/api/openapi.json (make a key: npm run connector -- keys create --all)`,
     '',
     'Press Ctrl-C to stop.',
     '',
