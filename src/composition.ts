@@ -96,18 +96,20 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     );
 
   const record = (event: NewEvent) => recordEvent({ events: repositories.events, endpoints: enabledEndpoints, queues, now }, event);
-  const connections: ConnectionDeps = { connections: repositories.connections, events: repositories.events, recordEvent: record, now };
+  const connections: ConnectionDeps = { connections: repositories.connections, recordEvent: record, now };
   const replayDeps: ReplayDeps = { events: repositories.events, queues };
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
+  const logger = createLogger({ level: config.logLevel, sink: jsonLineSink });
   const verifier = createVendorTokenVerifier({
     findIssuer: (issuer) => issuerCache.get(issuer, async () => (await repositories.jwtIssuers.get(keys.jwtIssuer(issuer)))?.value),
     allowPrivateNetwork: config.allowPrivateNetworkUrls,
     now,
+    logger,
   });
 
   return {
     config,
-    logger: createLogger({ level: config.logLevel, sink: jsonLineSink }),
+    logger,
     logFor: (context, fields) => invocationLogger({ level: config.logLevel }, context, fields),
     storage,
     payloads,
@@ -131,9 +133,11 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
         },
         secretStore: () => secrets.ping(),
       }),
-      async replayEvent(customerId, eventId, endpointId) {
+      // The connect flow (consent links) is not built yet.
+      consentLinks: undefined,
+      async replayEvent(customerId, eventId) {
         try {
-          return (await replayEvent(replayDeps, customerId, eventId, endpointId)).length;
+          return (await replayEvent(replayDeps, customerId, eventId)).length;
         } catch (error) {
           if (error instanceof ReplayNotFoundError) return undefined;
           throw error;

@@ -116,6 +116,11 @@ const envSchema = z.object({
           ctx.addIssue({ code: 'custom', message: 'must be a comma-separated list of up to 30 durations such as 5s,5m,30m,2h' });
           return z.NEVER;
         }
+        // A retry is a queue message made visible later, and Storage queues delay at most 7 days.
+        if (delays.some((d) => d !== undefined && d > 7 * 86_400_000)) {
+          ctx.addIssue({ code: 'custom', message: 'each delay must be at most 7d (the longest a queue message can wait)' });
+          return z.NEVER;
+        }
         return delays as number[];
       }),
   ),

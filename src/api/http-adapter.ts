@@ -1,6 +1,6 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
 import { InvalidTransitionError } from '../domain/connection.js';
-import { ConcurrencyError } from '../store/table-repository.js';
+import { ConcurrencyError, InvalidContinuationTokenError } from '../store/table-repository.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Authenticate } from './auth/authenticate.js';
 import { ProblemError } from './problem.js';
@@ -28,12 +28,14 @@ export function apiHttpHandler<S>(route: ApiRoute<S>, runtime: () => Promise<Api
     try {
       const { services, authenticate, logFor } = await runtime();
       logger = logFor(context);
+      // Who is calling comes first: a caller without valid credentials learns nothing about bodies.
+      const principal = route.authenticated ? await authenticate(request.headers) : undefined;
+      if (principal) logger = logger.child({ caller: principal.credential });
       const raw: RawRequest = {
         params: { ...request.params },
         query: Object.fromEntries([...new Set(request.query.keys())].map((key) => [key, request.query.get(key) ?? ''])),
         body: await readJsonBody(request),
       };
-      const principal = route.authenticated ? await authenticate(request.headers) : undefined;
       const result = await route.execute(raw, principal, services);
       return {
         status: result.status,
@@ -77,6 +79,11 @@ function tooLarge(): ProblemError {
 function toProblem(error: unknown, requestId: string): ProblemError {
   if (error instanceof ProblemError) return error;
   if (error instanceof InvalidTransitionError) return new ProblemError('conflict', error.message);
+  if (error instanceof InvalidContinuationTokenError) {
+    return new ProblemError('validation-error', 'The cursor is not one this list handed out; start again without it.', {
+      errors: [{ pointer: '/query/cursor', detail: 'unknown cursor' }],
+    });
+  }
   if (error instanceof ConcurrencyError) {
     return new ProblemError('conflict', 'The resource was changed by another request at the same time; repeat the request.');
   }

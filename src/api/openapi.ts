@@ -13,6 +13,7 @@ export interface OpenApiDocument {
   openapi: '3.1.0';
   info: { title: string; version: string; description: string };
   paths: Record<string, Record<string, unknown>>;
+  webhooks: Record<string, unknown>;
   components: { schemas: Record<string, JsonSchema>; securitySchemes: Record<string, unknown> };
 }
 
@@ -24,7 +25,18 @@ const DESCRIPTION = [
   'Errors are RFC 9457 problem details (`application/problem+json`).',
 ].join('\n');
 
-export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], version: string): OpenApiDocument {
+/** An event the connector POSTs to the vendor's webhook endpoints. */
+export interface WebhookSpec {
+  name: string;
+  summary: string;
+  schema: z.ZodType;
+}
+
+const HEADER_DESCRIPTIONS: Record<string, string> = {
+  'x-request-id': 'Identifies the request in the connector\'s logs; problems repeat it in `instance`.',
+};
+
+export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks: readonly WebhookSpec[], version: string): OpenApiDocument {
   const components: Record<string, JsonSchema> = {};
   const convert = (schema: z.ZodType, io: 'input' | 'output'): JsonSchema => {
     const json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
@@ -44,8 +56,15 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], version:
     const responses: Record<string, unknown> = {};
     for (const response of route.responses) {
       const problem = response.status >= 400;
+      const headers = {
+        ...HEADER_DESCRIPTIONS,
+        ...(response.status === 401 && { 'www-authenticate': 'Bearer realm="m365-connector", with error="invalid_token" for a credential that was not accepted.' }),
+        ...(response.status === 503 && route.authenticated && { 'retry-after': 'Seconds to wait before trying again.' }),
+        ...response.headers,
+      };
       responses[String(response.status)] = {
         description: response.description,
+        headers: Object.fromEntries(Object.entries(headers).map(([name, description]) => [name, { description, schema: { type: 'string' } }])),
         ...(response.schema && {
           content: { [problem ? 'application/problem+json' : 'application/json']: { schema: convert(response.schema, 'output') } },
         }),
@@ -59,18 +78,46 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], version:
       ...(parameters.length > 0 && { parameters }),
       ...(route.body && { requestBody: { required: true, content: { 'application/json': { schema: convert(route.body, 'input') } } } }),
       responses,
-      security: route.authenticated ? [{ apiKey: [] }, { signedToken: [] }] : [],
+      security: route.authenticated ? [{ apiKey: [] }, { apiKeyHeader: [] }, { signedToken: [] }] : [],
     };
   }
+
+  const webhookItems = Object.fromEntries(
+    webhooks.map((webhook) => [
+      webhook.name,
+      {
+        post: {
+          summary: webhook.summary,
+          parameters: [
+            { name: 'webhook-id', in: 'header', required: true, description: 'The event id: drop a delivery whose id you have seen.', schema: { type: 'string' } },
+            { name: 'webhook-timestamp', in: 'header', required: true, description: 'Unix seconds of this attempt.', schema: { type: 'string' } },
+            {
+              name: 'webhook-signature',
+              in: 'header',
+              required: true,
+              description: 'Standard Webhooks: space-separated `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, one per active secret.',
+              schema: { type: 'string' },
+            },
+          ],
+          requestBody: { required: true, content: { 'application/json': { schema: convert(webhook.schema, 'output') } } },
+          responses: {
+            '2XX': { description: 'Taken. Anything else is retried (408, 429, 5xx, timeouts after 10 s) or fails the delivery (other 3xx and 4xx).' },
+          },
+        },
+      },
+    ]),
+  );
 
   return {
     openapi: '3.1.0',
     info: { title: 'm365-connector vendor API', version, description: DESCRIPTION },
     paths,
+    webhooks: webhookItems,
     components: {
       schemas: components,
       securitySchemes: {
-        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: m365c_<prefix>_<secret>. Also accepted in X-API-Key.' },
+        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key: m365c_<prefix>_<secret>.' },
+        apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'The same API key, in its own header.' },
         signedToken: {
           type: 'http',
           scheme: 'bearer',

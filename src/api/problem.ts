@@ -75,6 +75,13 @@ export function notFound(what: string): ProblemError {
   return new ProblemError('not-found', `${what} does not exist, or your credentials do not give access to it.`);
 }
 
+/** Tags that would not be valid once merged with what is stored or what the token adds. */
+export function invalidTags(detail: string, issues: readonly z.core.$ZodIssue[]): ProblemError {
+  return new ProblemError('validation-error', detail, {
+    errors: fieldErrors('body', issues.map((issue) => ({ ...issue, path: ['tags', ...issue.path] }))),
+  });
+}
+
 /** Field errors from zod issues, under a part of the request (body, query, params). */
 export function fieldErrors(part: 'body' | 'query' | 'params', issues: readonly z.core.$ZodIssue[]): FieldError[] {
   return issues.map((issue) => ({

@@ -16,8 +16,3 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
 export function problems(...statuses: number[]): ResponseSpec[] {
   return statuses.map((status) => ({ status, description: PROBLEM_DESCRIPTIONS[status] ?? 'Problem.', schema: problemSchema }));
 }
-
-/** `{ [name]: value }` when value is defined, `{}` otherwise, for spreading optional fields. */
-export function optional<K extends string, V>(name: K, value: V | undefined): Partial<Record<K, V>> {
-  return value === undefined ? {} : ({ [name]: value } as Record<K, V>);
-}

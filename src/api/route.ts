@@ -17,6 +17,8 @@ export interface ResponseSpec {
   status: number;
   description: string;
   schema?: z.ZodType;
+  /** Response headers worth documenting, by name: their description. */
+  headers?: Record<string, string>;
 }
 
 export interface ApiResult {
@@ -81,8 +83,12 @@ export function defineRoute<S>() {
     params: spec.params,
     query: spec.query,
     body: spec.body,
-    // Every operation can meet these; documenting them keeps the contract honest.
-    responses: [...spec.responses, ...(spec.body ? problems(413, 415) : []), ...problems(500, 503)],
+    // Every operation can meet these; documenting them keeps the contract honest. A status the route
+    // documents itself (health's 503) keeps the route's description.
+    responses: [
+      ...spec.responses,
+      ...problems(...[...(spec.body ? [413, 415] : []), 500, 503].filter((status) => !spec.responses.some((r) => r.status === status))),
+    ],
     async execute(request, principal, services) {
       // Scope first: a customer outside the caller's scope is "not found", whatever else is wrong.
       const customerId = request.params.customerId;

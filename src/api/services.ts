@@ -1,14 +1,34 @@
+import { z } from 'zod';
 import type { ConnectionDeps } from '../connections/connections.js';
+import type { Connection } from '../domain/connection.js';
 import type { HealthReport } from '../health/check-health.js';
 import type { Repositories } from '../store/repositories.js';
+
+/**
+ * Makes the link a customer's user or admin opens to connect a pending connection. The connect
+ * flow provides it; until it is configured there is none, and connections are created without a
+ * link rather than with a made-up one.
+ */
+export interface ConsentLinkIssuer {
+  issue(connection: Connection): Promise<ConsentLink>;
+}
+
+export const consentLinkSchema = z
+  .object({
+    url: z.url().meta({ description: 'Send this to the customer\'s user (delegated) or admin (application).' }),
+    expiresAt: z.iso.datetime(),
+  })
+  .meta({ id: 'ConsentLink' });
+export type ConsentLink = z.infer<typeof consentLinkSchema>;
 
 /** What the API's handlers need; the composition root builds it. */
 export interface ApiServices {
   repositories: Repositories;
   connections: ConnectionDeps;
-  /** Re-delivers one event to its endpoints (all of them, or one). Returns the deliveries queued. */
-  replayEvent(customerId: string, eventId: string, endpointId?: string): Promise<number | undefined>;
-  /** Re-delivers every event of the customer since `since` whose delivery failed. */
+  consentLinks: ConsentLinkIssuer | undefined;
+  /** Re-delivers one event to its endpoints. Returns the deliveries queued, or undefined for no such event. */
+  replayEvent(customerId: string, eventId: string): Promise<number | undefined>;
+  /** Re-delivers every event of the customer since `since` whose delivery failed or is stuck (over an hour past due). */
   replayFailedEvents(customerId: string, since: Date): Promise<{ events: number; deliveries: number }>;
   /** Readiness of storage and the secret store, reused for a few seconds (see cachedHealthCheck). */
   checkHealth(): Promise<HealthReport>;

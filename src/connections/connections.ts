@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import {
   changeState,
   connectionView,
@@ -16,11 +17,11 @@ import { UNCHANGED } from '../store/table-repository.js';
 /**
  * What happens to connections: created pending, moved between states, re-tagged, disconnected.
  * Every change saves its event in the same row write and then records it, so an event is never
- * lost to a failure between the two: repeating the call records it.
+ * lost to a failure between the two: the next change, or a repeat of the call, records it first.
  */
 export interface ConnectionDeps {
   connections: Repositories['connections'];
-  events: Repositories['events'];
+  /** Stores an event and queues its deliveries; recording an id that is already stored is safe. */
   recordEvent(event: NewEvent): Promise<unknown>;
   now(): Date;
 }
@@ -64,8 +65,13 @@ export async function changeConnectionState(
   to: ConnectionState,
   reason: StateReason | undefined,
 ): Promise<Connection | undefined> {
+  const key = keys.connection(customerId, connectionId);
+  const before = await deps.connections.get(key);
+  if (!before) return undefined;
+  // The change replaces the row's last event: make sure that one is recorded first.
+  await recordLastEvent(deps, before.value);
   const now = deps.now();
-  const updated = await deps.connections.update(keys.connection(customerId, connectionId), (current) => {
+  const updated = await deps.connections.update(key, (current) => {
     if (!current) return UNCHANGED;
     const change = changeState(current, to, reason, now);
     if (!change) return UNCHANGED;
@@ -75,34 +81,49 @@ export async function changeConnectionState(
   return updated?.value;
 }
 
+export type TagsUpdate = { connection: Connection } | { issues: z.core.$ZodIssue[] } | undefined;
+
+/** Applies a merge patch to a connection's tags; issues when the result would not be valid tags. */
 export async function updateConnectionTags(
   deps: ConnectionDeps,
   customerId: string,
   connectionId: string,
   patch: Record<string, string | null>,
-): Promise<Connection | undefined> {
+): Promise<TagsUpdate> {
   const now = deps.now().toISOString();
-  const updated = await deps.connections.update(keys.connection(customerId, connectionId), (current) =>
-    current ? { ...current, tags: mergeTags(current.tags, patch), updatedAt: now } : UNCHANGED,
-  );
-  return updated?.value;
+  // Set by the mutator, whose last run is the one that counts.
+  const outcome: { issues?: z.core.$ZodIssue[] } = {};
+  const updated = await deps.connections.update(keys.connection(customerId, connectionId), (current) => {
+    delete outcome.issues;
+    if (!current) return UNCHANGED;
+    const merged = mergeTags(current.tags, patch);
+    if ('issues' in merged) {
+      outcome.issues = merged.issues;
+      return UNCHANGED;
+    }
+    return { ...current, tags: merged.tags, updatedAt: now };
+  });
+  if (outcome.issues) return { issues: outcome.issues };
+  return updated && { connection: updated.value };
 }
 
 function withEvent(connection: Connection, type: EventType, data: Record<string, unknown>, now: Date): Connection {
-  return { ...connection, lastEvent: { id: newId('evt', now.getTime()), type, occurredAt: now.toISOString(), data } };
+  return {
+    ...connection,
+    lastEvent: { id: newId('evt', now.getTime()), type, occurredAt: now.toISOString(), tags: connection.tags, data },
+  };
 }
 
-/** Records the connection's last event unless it already is (the common case after a retry). */
 async function recordLastEvent(deps: ConnectionDeps, connection: Connection): Promise<void> {
   const last = connection.lastEvent;
   if (!last) return;
-  if (await deps.events.get(keys.event(connection.customerId, last.id))) return;
   await deps.recordEvent({
     id: last.id,
     type: last.type,
     occurredAt: last.occurredAt,
     customerId: connection.customerId,
     connectionId: connection.id,
+    tags: last.tags,
     data: last.data,
   });
 }

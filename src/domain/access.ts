@@ -27,7 +27,12 @@ export type ApiKeyRecord = z.infer<typeof apiKeyRecordSchema>;
 
 /** A vendor service that signs JWTs for the API, and where its public keys are published. */
 export const jwtIssuerSchema = z.object({
-  issuer: z.string().min(1).max(512),
+  // The row key is the issuer in base64url, and row keys hold 1024 characters: 768 bytes at most.
+  issuer: z
+    .string()
+    .min(1)
+    .max(512)
+    .refine((issuer) => Buffer.byteLength(issuer, 'utf8') <= 768, 'issuers are at most 768 bytes of UTF-8'),
   keyUrl: z.url(),
   customerScope: customerScopeSchema,
   /** When set, tokens must carry it in `aud`. */

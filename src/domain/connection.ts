@@ -38,7 +38,13 @@ export const connectionSchema = z.object({
    * fails after the row was saved, a retry finds it here and records it under the same id.
    */
   lastEvent: z
-    .object({ id: z.string().regex(ID_PATTERN.evt), type: z.enum(EVENT_TYPES), occurredAt: z.iso.datetime(), data: z.record(z.string(), z.unknown()) })
+    .object({
+      id: z.string().regex(ID_PATTERN.evt),
+      type: z.enum(EVENT_TYPES),
+      occurredAt: z.iso.datetime(),
+      tags: tagsSchema,
+      data: z.record(z.string(), z.unknown()),
+    })
     .optional(),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ID_PATTERN } from './ids.js';
+import { tagsSchema } from './tags.js';
 
 /**
  * Events: what happened to a customer's connections and mail, kept in Table Storage and delivered
@@ -16,6 +17,8 @@ export const connectorEventSchema = z.object({
   customerId: z.string(),
   connectionId: z.string().optional(),
   occurredAt: z.iso.datetime(),
+  /** The connection's tags when it happened, so the vendor can route the event without a lookup. */
+  tags: tagsSchema.optional(),
   data: z.record(z.string(), z.unknown()),
 });
 export type ConnectorEvent = z.infer<typeof connectorEventSchema>;
@@ -48,6 +51,18 @@ export const storedEventSchema = connectorEventSchema.extend({ deliveries: z.arr
 export type StoredEvent = z.infer<typeof storedEventSchema>;
 
 /** The JSON body a webhook endpoint receives (Standard Webhooks style: type, timestamp, data). */
+export const webhookPayloadSchema = z
+  .object({
+    id: z.string().regex(ID_PATTERN.evt).meta({ description: 'The event id; also the webhook-id header, the same on every retry and replay.' }),
+    type: z.enum(EVENT_TYPES),
+    timestamp: z.iso.datetime().meta({ description: 'When it happened.' }),
+    customerId: z.string(),
+    connectionId: z.string().optional(),
+    tags: tagsSchema.optional(),
+    data: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'WebhookPayload' });
+
 export function webhookPayload(event: ConnectorEvent): Record<string, unknown> {
   return {
     id: event.id,
@@ -55,6 +70,7 @@ export function webhookPayload(event: ConnectorEvent): Record<string, unknown> {
     timestamp: event.occurredAt,
     customerId: event.customerId,
     ...(event.connectionId !== undefined && { connectionId: event.connectionId }),
+    ...(event.tags !== undefined && { tags: event.tags }),
     data: event.data,
   };
 }

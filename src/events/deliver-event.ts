@@ -6,12 +6,11 @@ import {
   type OutboundRequest,
   type OutboundResponse,
 } from '../net/outbound-request.js';
-import type { QueuePublisher } from '../store/queue-publisher.js';
 import { keys } from '../store/repositories.js';
-import { QUEUES } from '../store/storage-layout.js';
 import { UNCHANGED, type TableRepository } from '../store/table-repository.js';
 import type { DeliveryMessage } from './delivery-message.js';
-import type { WebhookSecrets } from './webhook-secrets.js';
+import { queueDelivery, type QueueDeliveryDeps } from './queue-delivery.js';
+import { DamagedSecretError, type WebhookSecrets } from './webhook-secrets.js';
 import { signWebhook } from './webhook-signing.js';
 
 /**
@@ -39,25 +38,27 @@ import { signWebhook } from './webhook-signing.js';
 
 /** Issue 3 asks for 10 s; Standard Webhooks suggests 15-30 s, so receivers should answer quickly. */
 export const WEBHOOK_TIMEOUT_MS = 10_000;
-/** A receiver only needs to say yes or no; its response body is not used. */
+/**
+ * A receiver only needs to say yes or no; its response body is not used, so a longer one is cut
+ * off here and the status still counts.
+ */
 const MAX_RESPONSE_BYTES = 64 * 1024;
+/** Jitter only lengthens a delay, by up to this share, so the retries span at least the schedule's sum. */
 const RETRY_JITTER = 0.2;
 /** Azure Queue Storage's longest visibility delay. */
 const MAX_QUEUE_DELAY_SECONDS = 7 * 24 * 60 * 60;
 const MAX_ERROR_LENGTH = 200;
 const USER_AGENT = 'm365-connector-webhooks/1';
 
-export interface DeliverEventDeps {
+/** The next attempts go to `deliveryQueue`, the deliver-event queue unless a test names its own. */
+export interface DeliverEventDeps extends QueueDeliveryDeps {
   events: Pick<TableRepository<StoredEvent>, 'get' | 'update'>;
   endpoints: Pick<TableRepository<WebhookEndpoint>, 'get'>;
   secrets: Pick<WebhookSecrets, 'activeSecrets'>;
-  queues: Pick<QueuePublisher, 'publish'>;
   /** Delays before each retry (config.webhookRetryScheduleMs); the delivery fails after the last. */
   retryScheduleMs: readonly number[];
   /** config.allowPrivateNetworkUrls: loopback and plain http, local development only. */
   allowPrivateNetwork: boolean;
-  /** Where the next attempts go: the deliver-event queue unless a test needs one of its own. */
-  deliveryQueue?: string;
   send?: (request: OutboundRequest) => Promise<OutboundResponse>;
   timeoutMs?: number;
   now?: () => Date;
@@ -102,9 +103,7 @@ export async function deliverEvent(deps: DeliverEventDeps, message: DeliveryMess
     } else {
       const delaySeconds = retryDelaySeconds(deps, scheduledMs, tried.retryAfterMs);
       nextAttemptAt = new Date(now().getTime() + delaySeconds * 1000).toISOString();
-      const next: DeliveryMessage = { ...message, attempt: message.attempt + 1 };
-      // Never expiring: a retry message must outlive its delay, and a stale one ends harmlessly.
-      await deps.queues.publish(deps.deliveryQueue ?? QUEUES.deliverEvent, next, { delaySeconds, timeToLiveSeconds: -1 });
+      await queueDelivery(deps, { ...message, attempt: message.attempt + 1 }, delaySeconds);
     }
   }
 
@@ -166,7 +165,18 @@ async function tryDelivery(
       error: `webhook endpoint ${endpointId} is disabled or no longer subscribed to this customer or event type; nothing was sent`,
     };
   }
-  const secrets = await deps.secrets.activeSecrets(endpoint.id);
+  let secrets: string[];
+  try {
+    secrets = await deps.secrets.activeSecrets(endpoint.id);
+  } catch (error) {
+    // Only a person can repair it, so retrying the message would just end in the poison queue.
+    if (!(error instanceof DamagedSecretError)) throw error;
+    return {
+      outcome: 'failed',
+      latencyMs: 0,
+      error: `the endpoint's signing secret is damaged; rotate it with npm run connector -- webhooks rotate-secret ${endpointId}, then replay the event`,
+    };
+  }
   if (secrets.length === 0) {
     return {
       outcome: 'failed',
@@ -190,6 +200,7 @@ async function tryDelivery(
       body: Buffer.from(body, 'utf8'),
       timeoutMs,
       maxResponseBytes: MAX_RESPONSE_BYTES,
+      oversizedBody: 'truncate',
       allowPrivateNetwork: deps.allowPrivateNetwork,
     });
     return fromResponse(response, Math.round(performance.now() - started), now());
@@ -223,11 +234,8 @@ function fromFailure(error: OutboundRequestError, latencyMs: number, timeoutMs: 
       // The code alone: Node's message names the address, and a vendor's URL may carry a token.
       return { outcome: 'retry', latencyMs, error: error.code ? `network error ${error.code}` : 'network error' };
     case 'too-large':
-      return {
-        outcome: 'failed',
-        latencyMs,
-        error: `the response was larger than ${MAX_RESPONSE_BYTES / 1024} KiB; answer webhooks with a short body`,
-      };
+      // Only a send that ignores oversizedBody: 'truncate' reports this one.
+      return { outcome: 'failed', latencyMs, error: error.message };
     case 'invalid-url':
     case 'blocked-address':
       // These messages name the scheme or the host, never the path or the query.
@@ -246,12 +254,14 @@ function retryAfterToMs(header: string | undefined, now: Date): number | undefin
 
 /**
  * The scheduled delay with jitter, so receivers recovering from an outage are not hit by every
- * retry at once; a longer Retry-After wins, up to the schedule's longest step. Whole seconds,
- * rounded up: queue delays have that resolution, and a retry never comes earlier than planned.
+ * retry at once; a longer Retry-After wins, up to the schedule's longest step. The jitter only
+ * adds: the schedule is what promises retries for at least 24 hours, and shortening steps could
+ * break that. Whole seconds, rounded up: queue delays have that resolution, and a retry never
+ * comes earlier than planned.
  */
 function retryDelaySeconds(deps: DeliverEventDeps, scheduledMs: number, retryAfterMs: number | undefined): number {
   const random = deps.random ?? Math.random;
-  const jittered = scheduledMs * (1 + RETRY_JITTER * (2 * random() - 1));
+  const jittered = scheduledMs * (1 + RETRY_JITTER * random());
   const asked = Math.min(retryAfterMs ?? 0, Math.max(...deps.retryScheduleMs));
   return Math.min(MAX_QUEUE_DELAY_SECONDS, Math.ceil(Math.max(jittered, asked) / 1000));
 }

@@ -1,10 +1,9 @@
 import type { EventDelivery, StoredEvent } from '../domain/events.js';
 import { idLowerBound } from '../domain/ids.js';
-import type { QueuePublisher } from '../store/queue-publisher.js';
 import { keys } from '../store/repositories.js';
-import { QUEUES } from '../store/storage-layout.js';
 import { UNCHANGED, type TableRepository } from '../store/table-repository.js';
 import type { DeliveryMessage } from './delivery-message.js';
+import { queueDelivery, type QueueDeliveryDeps } from './queue-delivery.js';
 
 /**
  * Replays: deliver stored events again, after a receiver's outage or a fix on the vendor's side.
@@ -15,22 +14,34 @@ import type { DeliveryMessage } from './delivery-message.js';
  *
  * The new round is stored before its message is queued: a message queued first could be handled
  * before the round exists and be dropped as stale. If queueing fails the caller gets the error and
- * the delivery stays pending, for another replay.
+ * the delivery stays pending, until another replay (replayFailedEvents finds it once it is overdue).
  */
 
-export interface ReplayDeps {
+/**
+ * How long a delivery may sit past its due time before replayFailedEvents counts it as stuck. It
+ * covers a busy queue and the queue's own retries of a message (a few minutes each), so that a
+ * delivery still on its way is not started over.
+ */
+const DEFAULT_STUCK_AFTER_MS = 60 * 60 * 1000;
+
+export interface ReplayDeps extends QueueDeliveryDeps {
   events: Pick<TableRepository<StoredEvent>, 'update' | 'page'>;
-  queues: Pick<QueuePublisher, 'publish'>;
-  /** Where the messages go: the deliver-event queue unless a test needs one of its own. */
-  deliveryQueue?: string;
 }
 
 export interface FailedEventsReplay {
   /** Events of the customer since the time that were looked at. */
   scannedEvents: number;
-  /** Events with at least one failed delivery, now replayed. */
+  /** Events with at least one failed or stuck delivery, now replayed. */
   replayedEvents: number;
+  /** One message per replayed delivery. */
   queued: DeliveryMessage[];
+}
+
+export interface FailedEventsReplayOptions {
+  pageSize?: number;
+  /** How long past its due time a delivery counts as stuck; one hour by default. */
+  stuckAfterMs?: number;
+  now?: () => Date;
 }
 
 export class ReplayNotFoundError extends Error {
@@ -60,13 +71,23 @@ export async function replayEvent(
   return event.queued;
 }
 
-/** Delivers again every failed delivery of the customer's events that occurred at or after `since`. */
+/**
+ * Delivers again every failed or stuck delivery of the customer's events that occurred at or after
+ * `since`. A delivery is stuck when nothing will move it on: its message went to the poison queue
+ * (storage or the secret store out of reach for every dequeue), or queueing it failed after the
+ * event or the round was saved. That shows as a delivery more than `stuckAfterMs` past its due
+ * time: a retrying one past its nextAttemptAt, a pending one past its latest attempt or, without
+ * attempts, past the event's time. A pending delivery of an older event that a replay has just
+ * queued counts too; replaying it again only makes the waiting message stale.
+ */
 export async function replayFailedEvents(
   deps: ReplayDeps,
   customerId: string,
   since: Date,
-  options: { pageSize?: number } = {},
+  options: FailedEventsReplayOptions = {},
 ): Promise<FailedEventsReplay> {
+  const stuckBefore = (options.now?.() ?? new Date()).getTime() - (options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS);
+  const choose = (delivery: EventDelivery, event: StoredEvent) => isFailedOrStuck(delivery, event, stuckBefore);
   const result: FailedEventsReplay = { scannedEvents: 0, replayedEvents: 0, queued: [] };
   // Event ids begin with their creation time, so the time is a row-key bound.
   const range = { from: idLowerBound('evt', since) };
@@ -79,9 +100,9 @@ export async function replayFailedEvents(
     });
     for (const { value } of page.items) {
       result.scannedEvents++;
-      if (!value.deliveries.some(isFailed)) continue;
-      // The event is read again inside replay: its failed deliveries then are the ones replayed.
-      const replayed = await replay(deps, customerId, value.id, isFailed);
+      if (!value.deliveries.some((delivery) => choose(delivery, value))) continue;
+      // The event is read again inside replay: the deliveries chosen then are the ones replayed.
+      const replayed = await replay(deps, customerId, value.id, choose);
       if (replayed && replayed.queued.length > 0) {
         result.replayedEvents++;
         result.queued.push(...replayed.queued);
@@ -92,8 +113,18 @@ export async function replayFailedEvents(
   return result;
 }
 
-function isFailed(delivery: EventDelivery): boolean {
-  return delivery.status === 'failed';
+function isFailedOrStuck(delivery: EventDelivery, event: StoredEvent, stuckBefore: number): boolean {
+  const lastActivity = delivery.attempts.at(-1)?.at ?? event.occurredAt;
+  switch (delivery.status) {
+    case 'failed':
+      return true;
+    case 'retrying':
+      return Date.parse(delivery.nextAttemptAt ?? lastActivity) < stuckBefore;
+    case 'pending':
+      return Date.parse(lastActivity) < stuckBefore;
+    case 'delivered':
+      return false;
+  }
 }
 
 /** Starts a new round of the chosen deliveries and queues their first attempts; undefined when there is no such event. */
@@ -101,18 +132,18 @@ async function replay(
   deps: ReplayDeps,
   customerId: string,
   eventId: string,
-  choose: (delivery: EventDelivery) => boolean,
+  choose: (delivery: EventDelivery, event: StoredEvent) => boolean,
 ): Promise<{ deliveries: EventDelivery[]; queued: DeliveryMessage[] } | undefined> {
   let chosen: string[] = [];
   const saved = await deps.events.update(keys.event(customerId, eventId), (current) => {
     if (!current) return UNCHANGED;
     // Reassigned on every run of the mutator, so a rerun after a lost race starts clean.
-    chosen = current.deliveries.filter(choose).map((delivery) => delivery.endpointId);
+    chosen = current.deliveries.filter((delivery) => choose(delivery, current)).map((delivery) => delivery.endpointId);
     if (chosen.length === 0) return UNCHANGED;
     return {
       ...current,
       deliveries: current.deliveries.map((delivery) => {
-        if (!choose(delivery)) return delivery;
+        if (!chosen.includes(delivery.endpointId)) return delivery;
         const { nextAttemptAt: _stale, ...rest } = delivery;
         return { ...rest, status: 'pending', round: delivery.round + 1, attempts: [] };
       }),
@@ -122,6 +153,6 @@ async function replay(
   const queued = saved.value.deliveries
     .filter((delivery) => chosen.includes(delivery.endpointId))
     .map((delivery): DeliveryMessage => ({ customerId, eventId, endpointId: delivery.endpointId, round: delivery.round, attempt: 1 }));
-  for (const message of queued) await deps.queues.publish(deps.deliveryQueue ?? QUEUES.deliverEvent, message);
+  for (const message of queued) await queueDelivery(deps, message);
   return { deliveries: saved.value.deliveries, queued };
 }

@@ -58,8 +58,11 @@ export class WebhookSecretExistsError extends Error {
   }
 }
 
-/** A stored document that is not ours; the parse error is dropped because it could quote the value. */
-class DamagedSecretError extends Error {
+/**
+ * A stored document that is not ours; the parse error is dropped because it could quote the value.
+ * Deliveries catch it to fail with advice instead of retrying what only a rotation repairs.
+ */
+export class DamagedSecretError extends Error {
   constructor(name: string) {
     super(`The signing secret "${name}" is not a webhook secret document; rotate the endpoint's secret to replace it.`);
     this.name = 'DamagedSecretError';

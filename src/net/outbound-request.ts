@@ -19,6 +19,12 @@ export interface OutboundRequest {
   body?: Buffer | string;
   timeoutMs: number;
   maxResponseBytes: number;
+  /**
+   * What a response body over maxResponseBytes means: a failure (the default, for documents we
+   * need whole), or nothing (the body is cut off and the answer still counts, for callers that
+   * only need the status, like webhook deliveries).
+   */
+  oversizedBody?: 'fail' | 'truncate';
   /** Local development only: loopback and private addresses are allowed, and so is plain http. */
   allowPrivateNetwork: boolean;
 }
@@ -85,10 +91,39 @@ export function isNonPublicAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return blocked.check(address, 'ipv4');
   if (family !== 6) return true;
-  // IPv4-mapped and -compatible IPv6 addresses reach the IPv4 address inside them.
-  const mapped = /^(?:::ffff:|::)(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped?.[1]) return blocked.check(mapped[1], 'ipv4');
+  const embedded = embeddedIPv4(address);
+  if (embedded !== undefined) return blocked.check(embedded, 'ipv4');
   return blocked.check(address, 'ipv6');
+}
+
+/**
+ * The IPv4 address inside an IPv4-compatible (::a.b.c.d), -mapped (::ffff:a.b.c.d) or -translated
+ * (::ffff:0:a.b.c.d) IPv6 address, in whatever notation it is written (::7f00:1 is 127.0.0.1).
+ */
+function embeddedIPv4(address: string): string | undefined {
+  const words = expandIPv6(address);
+  if (!words) return undefined;
+  const zeroPrefix = words.slice(0, 4).every((w) => w === 0);
+  const [w4, w5, w6, w7] = [words[4] ?? 0, words[5] ?? 0, words[6] ?? 0, words[7] ?? 0];
+  const embeds = zeroPrefix && ((w4 === 0 && (w5 === 0 || w5 === 0xffff)) || (w4 === 0xffff && w5 === 0));
+  if (!embeds || (w4 === 0 && w5 === 0 && w6 === 0 && w7 <= 1)) return undefined;
+  return [w6 >> 8, w6 & 0xff, w7 >> 8, w7 & 0xff].join('.');
+}
+
+/** The eight 16-bit words of an IPv6 address (a trailing dotted IPv4 part counts as two). */
+function expandIPv6(address: string): number[] | undefined {
+  let text = address.toLowerCase().replace(/%.*$/, '');
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const missing = 8 - left.length - right.length;
+  if (tail === undefined ? missing !== 0 : missing < 0) return undefined;
+  return [...left, ...Array<string>(missing).fill('0'), ...right].map((word) => parseInt(word, 16));
 }
 
 /** Checks a URL before any request: scheme, and a literal IP address in it. */
@@ -163,6 +198,11 @@ export function outboundRequest(request: OutboundRequest): Promise<OutboundRespo
         res.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > request.maxResponseBytes) {
+            if (request.oversizedBody === 'truncate') {
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), latencyMs: Math.round(performance.now() - started) });
+              req.destroy();
+              return;
+            }
             req.destroy(new OutboundRequestError('too-large', `the response is larger than ${request.maxResponseBytes} bytes`));
             return;
           }

@@ -32,7 +32,7 @@ export function createRepositories(storage: StorageClients): Repositories {
     customers: repo(TABLES.customers, customerSchema, ['tags']),
     connections: repo(TABLES.connections, connectionSchema, ['tags', 'stateReason', 'lastEvent']),
     mailboxes: repo(TABLES.mailboxes, mailboxSchema, []),
-    events: repo(TABLES.events, storedEventSchema, ['data', 'deliveries']),
+    events: repo(TABLES.events, storedEventSchema, ['tags', 'data', 'deliveries']),
     apiKeys: repo(TABLES.apiKeys, apiKeyRecordSchema, []),
     jwtIssuers: repo(TABLES.jwtIssuers, jwtIssuerSchema, []),
     webhookEndpoints: repo(TABLES.webhookEndpoints, webhookEndpointSchema, ['eventTypes']),

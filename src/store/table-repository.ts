@@ -51,6 +51,14 @@ export class ConcurrencyError extends Error {
   }
 }
 
+/** A continuation token this partition's listing did not hand out. */
+export class InvalidContinuationTokenError extends RangeError {
+  constructor() {
+    super('The continuation token does not belong to this listing.');
+    this.name = 'InvalidContinuationTokenError';
+  }
+}
+
 export class AlreadyExistsError extends Error {
   constructor(readonly key: EntityKey) {
     super(`The ${describeKey(key)} already exists.`);
@@ -180,6 +188,7 @@ export class TableRepository<T> {
     options: { range?: RowKeyRange; pageSize?: number; continuationToken?: string } = {},
   ): Promise<Page<T>> {
     assertValidKey({ partitionKey, rowKey: '' });
+    if (options.continuationToken !== undefined) assertContinuationShape(options.continuationToken);
     const filter = rangeFilter(partitionKey, options.range ?? {});
     const pages = this.client
       .listEntities<TableProperties>({ queryOptions: { filter } })
@@ -216,6 +225,24 @@ export class TableRepository<T> {
     delete (properties as Record<string, unknown>)['odata.metadata'];
     return { key, value: this.codec.fromProperties(properties, key), etag: requireEtag(etag) };
   }
+}
+
+/**
+ * Table Storage tokens are base64 JSON naming where the next page starts, in the service's own
+ * encoding. A token of another shape was made up: refuse it before it reaches the SDK, which would
+ * fail on it in ways that look like a server error. (One from another partition is harmless: the
+ * query's PartitionKey filter still holds.)
+ */
+function assertContinuationShape(token: string): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
+  } catch {
+    throw new InvalidContinuationTokenError();
+  }
+  const next = parsed as { nextPartitionKey?: unknown; nextRowKey?: unknown } | null;
+  if (typeof next !== 'object' || next === null || typeof next.nextPartitionKey !== 'string') throw new InvalidContinuationTokenError();
+  if (next.nextRowKey !== undefined && typeof next.nextRowKey !== 'string') throw new InvalidContinuationTokenError();
 }
 
 function rangeFilter(partitionKey: string, range: RowKeyRange): string {

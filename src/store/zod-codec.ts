@@ -3,8 +3,9 @@ import type { EntityKey, TableCodec, TableProperties, TableValue } from './table
 
 /**
  * A Table Storage codec from a zod schema: scalar fields become columns (readable in Storage
- * Explorer), the listed structured fields are stored as JSON text, and every read is checked
- * against the schema so damaged or foreign rows fail loudly instead of spreading.
+ * Explorer), the listed structured fields are stored as JSON text, and every write and read is
+ * checked against the schema: a value that could not be read back is never stored, and damaged or
+ * foreign rows fail loudly instead of spreading.
  */
 export function zodCodec<T extends Record<string, unknown>>(
   schema: z.ZodType<T>,
@@ -13,6 +14,11 @@ export function zodCodec<T extends Record<string, unknown>>(
   const json = new Set<string>(jsonFields);
   return {
     toProperties(value) {
+      const checked = schema.safeParse(value);
+      if (!checked.success) {
+        const fields = [...new Set(checked.error.issues.map((issue) => issue.path.join('.') || '(row)'))].join(', ');
+        throw new TypeError(`Refusing to store a row that does not match its schema: ${fields}`);
+      }
       const properties: TableProperties = {};
       for (const [name, field] of Object.entries(value)) {
         if (field === undefined) continue;

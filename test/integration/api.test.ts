@@ -40,6 +40,8 @@ let receiver: WebhookReceiver;
 let validator: OpenApiValidator;
 let directory: string;
 let signingKey: CryptoKey;
+/** The issuer's public key as PEM: what an attacker would use as an HMAC secret. */
+let publicKeyPem: string;
 const defaultCas = tls.getCACertificates('default');
 const contractProblems: string[] = [];
 
@@ -97,7 +99,7 @@ async function call(name: string, options: CallOptions = {}): Promise<CallResult
   const response = await fetch(url, { method: route.method, headers, ...(body !== undefined && { body }) });
   const text = await response.text();
   const parsed: unknown = text === '' ? undefined : JSON.parse(text);
-  contractProblems.push(...validator.check(`/api/${route.path}`, route.method, response.status, parsed));
+  contractProblems.push(...validator.check(`/api/${route.path}`, route.method, response.status, response.headers.get('content-type'), parsed));
   return { status: response.status, headers: response.headers, body: parsed };
 }
 
@@ -123,6 +125,7 @@ beforeAll(async () => {
   tls.setDefaultCACertificates([...defaultCas, keyServer.caPem]);
   const pair = await generateKeyPair('RS256', { extractable: true });
   signingKey = pair.privateKey;
+  publicKeyPem = await exportSPKI(pair.publicKey);
   keyServer.serve({ body: JSON.stringify({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'vendor-key-1', alg: 'RS256', use: 'sig' }] }) });
   receiver = await startWebhookReceiver({ secrets: [] });
 
@@ -205,10 +208,6 @@ describe('vendor API', () => {
   });
 
   describe('refuses with 401 problem+json', () => {
-    const publicKeyAsSecret = async () => {
-      const spki = await exportSPKI((await generateKeyPair('RS256', { extractable: true })).publicKey);
-      return spki;
-    };
     const unsigned = (header: object, payload: object) =>
       `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.`;
     const now = () => Math.floor(Date.now() / 1000);
@@ -226,11 +225,11 @@ describe('vendor API', () => {
         return `${h ?? ''}.${Buffer.from(JSON.stringify({ ...payload, iss: 'https://intruder.example' })).toString('base64url')}`;
       })],
       ['a token with alg none', () => Promise.resolve(unsigned({ alg: 'none', typ: 'JWT', kid: 'vendor-key-1' }, { iss: ISSUER, sub: ids.a, iat: now(), exp: now() + 60 }))],
-      ['an HS256 token signed with the public key as secret', async () => {
+      ['an HS256 token signed with the issuer\'s own public key as secret', () => {
         const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT', kid: 'vendor-key-1' })).toString('base64url');
         const payload = Buffer.from(JSON.stringify({ iss: ISSUER, sub: ids.a, iat: now(), exp: now() + 60 })).toString('base64url');
-        const signature = createHmac('sha256', await publicKeyAsSecret()).update(`${header}.${payload}`).digest('base64url');
-        return `${header}.${payload}.${signature}`;
+        const signature = createHmac('sha256', publicKeyPem).update(`${header}.${payload}`).digest('base64url');
+        return Promise.resolve(`${header}.${payload}.${signature}`);
       }],
       ['a tampered token', async () => {
         const [h, p, s] = (await token({})).split('.');
@@ -286,6 +285,12 @@ describe('vendor API', () => {
         expect(problemType(result)).toBe('urn:m365-connector:problem:not-found');
       }
     }
+    // A's own customer in the path with B's resource ids finds nothing either: reads stay in A's partition.
+    const crossed = { ...params, customerId: ids.a };
+    for (const route of scoped.filter((r) => ['connections-get', 'connections-update', 'connections-disconnect', 'mailboxes-list', 'mailboxes-get', 'events-get', 'events-replay'].includes(r.name))) {
+      const result = await call(route.name, { params: crossed, credential: credentials.a, ...(bodies[route.name] !== undefined && { body: bodies[route.name] }) });
+      expect(result.status, `${route.name} with B's ids under A`).toBe(404);
+    }
     // Nothing of B's changed, and B's own key sees all of it.
     for (const route of scoped.filter((r) => r.method === 'GET')) {
       expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(200);
@@ -307,8 +312,39 @@ describe('vendor API', () => {
     expect((await call('connections-create', { params: { customerId: ids.a }, rawBody: JSON.stringify({ mode: 'delegated', displayName: 'x'.repeat(1024 * 1024) }) })).status).toBe(413);
     expect((await call('connections-list', { params: { customerId: ids.a }, query: { limit: '1000' } })).status).toBe(400);
     expect((await call('connections-list', { params: { customerId: ids.a }, query: { cursor: 'forged' } })).status).toBe(400);
+    const forged = Buffer.from(JSON.stringify({ l: 'connections', t: 'x' })).toString('base64url');
+    expect((await call('connections-list', { params: { customerId: ids.a }, query: { cursor: forged } })).status).toBe(400);
+    const notAToken = Buffer.from(JSON.stringify({ l: 'connections', t: Buffer.from(JSON.stringify({ nextRowKey: 1 })).toString('base64') })).toString('base64url');
+    expect((await call('connections-list', { params: { customerId: ids.a }, query: { cursor: notAToken } })).status).toBe(400);
+    expect((await call('connections-list', { params: { customerId: 'no-such-customer' } })).status).toBe(404);
     expect((await call('connections-get', { params: { customerId: ids.a, connectionId: 'con_not-an-id' } })).status).toBe(404);
     expect((await fetch(`${host.baseUrl}/api/v1/nothing-here`)).status).toBe(404);
+  });
+
+  it('never stores more tags than allowed, however they are merged', async () => {
+    const many = (prefix: string, n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, 'v']));
+    expect((await call('customers-put', { params: { customerId: ids.a }, body: { tags: many('t', 21) } })).status).toBe(400);
+    const twenty = await call('customers-put', { params: { customerId: ids.a }, body: { tags: many('t', 20) } });
+    expect(twenty.status).toBe(200);
+    // PUT replaces the tags: another 20 do not add up to 40.
+    expect((await call('customers-put', { params: { customerId: ids.a }, body: { tags: many('u', 20) } })).body).toMatchObject({ tags: many('u', 20) });
+    expect((await call('customers-get', { params: { customerId: ids.a } })).status).toBe(200);
+
+    const connection = (await call('connections-create', { params: { customerId: ids.a }, body: { mode: 'delegated', tags: many('c', 20) } })).body as { id: string };
+    const params = { customerId: ids.a, connectionId: connection.id };
+    const over = await call('connections-update', { params, body: { tags: { extra: 'one too many' } } });
+    expect(over.status).toBe(400);
+    expect((over.body as { errors: { pointer: string }[] }).errors[0]?.pointer).toBe('/body/tags');
+    expect((await call('connections-update', { params, body: { tags: { c0: null, extra: 'swapped' } } })).status).toBe(200);
+    expect((await call('connections-list', { params: { customerId: ids.a } })).status).toBe(200);
+    const signed = await token({ context: many('k', 15) });
+    expect((await call('connections-create', { params: { customerId: ids.a }, body: { mode: 'delegated', tags: many('b', 10) }, credential: signed })).status).toBe(400);
+  });
+
+  it('answers health as documented', async () => {
+    const health = await call('health', { credential: null });
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ status: 'healthy' });
   });
 
   it('pages through connections, updates tags and disconnects idempotently', async () => {
@@ -381,10 +417,11 @@ describe('vendor API', () => {
       allowPrivateNetworkUrls: false,
       now: () => new Date(),
     };
+    const connectionsBefore = keyServer.connections;
     await expect(cli(['issuers', 'add', '--issuer', 'https://other.example', '--key-url', keyServer.url, '--all'], strict)).rejects.toThrow(AdminError);
     await expect(cli(['issuers', 'add', '--issuer', 'https://other.example', '--key-url', keyServer.url, '--all'], strict)).rejects.toThrow(/not a public address/);
     expect(await services.repositories.jwtIssuers.get(keys.jwtIssuer('https://other.example'))).toBeUndefined();
-    expect(keyServer.connections).toBeGreaterThan(0);
+    expect(keyServer.connections).toBe(connectionsBefore);
   });
 
   it('answered every call as the OpenAPI document says', () => {

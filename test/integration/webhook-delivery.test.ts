@@ -1,4 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +9,7 @@ import { newId } from '../../src/domain/ids.js';
 import type { WebhookEndpoint } from '../../src/domain/webhook-endpoint.js';
 import { deliverEvent, type DeliverEventDeps, type DeliveryResult } from '../../src/events/deliver-event.js';
 import { deliveryMessageSchema, type DeliveryMessage } from '../../src/events/delivery-message.js';
-import { recordEvent } from '../../src/events/record-event.js';
+import { recordEvent, type NewEvent } from '../../src/events/record-event.js';
 import { ReplayNotFoundError, replayEvent, replayFailedEvents, type ReplayDeps } from '../../src/events/replay-events.js';
 import { WebhookSecretExistsError, WebhookSecrets, webhookSecretName } from '../../src/events/webhook-secrets.js';
 import { LocalSecretStore } from '../../src/secrets/local-secret-store.js';
@@ -15,7 +17,7 @@ import type { SecretStore } from '../../src/secrets/secret-store.js';
 import { PayloadStore } from '../../src/store/payload-store.js';
 import { QueuePublisher } from '../../src/store/queue-publisher.js';
 import { createRepositories, keys } from '../../src/store/repositories.js';
-import { QUEUES, TABLES } from '../../src/store/storage-layout.js';
+import { TABLES } from '../../src/store/storage-layout.js';
 import { testStorage, uniqueName } from '../support/storage.js';
 import { waitFor } from '../support/wait.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
@@ -103,22 +105,20 @@ async function scenario(options: ScenarioOptions = {}) {
     deliver,
     replay,
     queue,
-    /** Records an event as the connector does. */
-    record: (data: Record<string, unknown> = {}) =>
+    /** Records an event as the connector does; with the id of a stored one, as a retry does. */
+    record: (data: Record<string, unknown> = {}, stored: Pick<NewEvent, 'id' | 'occurredAt'> = {}) =>
       recordEvent(
-        {
-          events: repositories.events,
-          endpoints: () => Promise.resolve([endpoint]),
-          // recordEvent queues on the shared deliver-event queue; this test's messages go to its own.
-          queues: {
-            publish: (name, payload, publishOptions) => {
-              expect(name).toBe(QUEUES.deliverEvent);
-              return publisher.publish(queue, payload, publishOptions);
-            },
-          },
-        },
-        { type: 'connection.created', customerId, connectionId: newId('con'), data },
+        { events: repositories.events, endpoints: () => Promise.resolve([endpoint]), queues: publisher, deliveryQueue: queue },
+        { type: 'connection.created', customerId, connectionId: newId('con'), data, ...stored },
       ),
+    /** Points the endpoint somewhere else, as an admin would. */
+    moveEndpoint: (url: string) =>
+      repositories.webhookEndpoints.update(keys.webhookEndpoint(endpointId), (current) => {
+        if (!current) throw new Error('the endpoint vanished');
+        return { ...current, url };
+      }),
+    /** Drops every waiting message, as when they went to the poison queue or were never queued. */
+    loseMessages: () => storage.queueService.getQueueClient(queue).clearMessages(),
     drain: (deps: DeliverEventDeps = deliver) => drainQueue(queue, deps),
     delivery: async (eventId: string): Promise<EventDelivery> => {
       const stored = await repositories.events.get(keys.event(customerId, eventId));
@@ -430,14 +430,136 @@ describe('webhook delivery', () => {
     expect((await other.delivery(disabled.id)).attempts[0]?.error).toMatch(/is disabled/);
   });
 
-  it('refuses a loopback endpoint outside local development', async () => {
+  it('refuses a loopback endpoint outside local development, however its address is written', async () => {
     const s = await scenario();
+    const { port } = new URL(s.receiver.url);
+    for (const [url, host] of [[`https://127.0.0.1:${port}/hook`, '127.0.0.1'], ['https://[::ffff:7f00:1]/hook', '::ffff:7f00:1']] as const) {
+      await s.moveEndpoint(url);
+      const event = await s.record();
+      await s.drain({ ...s.deliver, allowPrivateNetwork: false });
+
+      const delivery = await s.delivery(event.id);
+      expect(delivery.status).toBe('failed');
+      expect(delivery.attempts[0]?.error).toBe(`${host} is not a public address; fix the endpoint URL, then replay the event`);
+    }
+    expect(s.receiver.requests).toHaveLength(0);
+  });
+
+  it('counts a 2xx with a body over the response limit as delivered', async () => {
+    const s = await scenario();
+    const talkative = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'content-type': 'text/html' }).end('<p>thanks</p>'.repeat(80_000));
+      });
+    });
+    await new Promise<void>((resolve) => talkative.listen(0, '127.0.0.1', resolve));
+    try {
+      await s.moveEndpoint(`http://127.0.0.1:${(talkative.address() as AddressInfo).port}/hook`);
+      const event = await s.record();
+      await s.drain();
+      expect(await s.delivery(event.id)).toMatchObject({ status: 'delivered', attempts: [{ outcome: 'delivered', httpStatus: 200 }] });
+    } finally {
+      talkative.closeAllConnections();
+      await new Promise((resolve) => talkative.close(resolve));
+    }
+  });
+
+  it('fails the delivery with advice when the signing secret is damaged; a rotation and a replay deliver it', async () => {
+    const s = await scenario();
+    await secretStore.set(webhookSecretName(s.endpointId), '{"format":2}');
     const event = await s.record();
-    await s.drain({ ...s.deliver, allowPrivateNetwork: false });
+    expect((await s.drain()).map((h) => h.result.outcome)).toEqual(['failed']);
 
     expect(s.receiver.requests).toHaveLength(0);
     const delivery = await s.delivery(event.id);
     expect(delivery.status).toBe('failed');
-    expect(delivery.attempts[0]?.error).toMatch(/must use https; fix the endpoint URL/);
+    expect(delivery.attempts[0]?.error).toBe(
+      `the endpoint's signing secret is damaged; rotate it with npm run connector -- webhooks rotate-secret ${s.endpointId}, then replay the event`,
+    );
+
+    const rotated = await s.secrets.rotateEndpointSecret(s.endpointId);
+    s.receiver.secrets = [rotated.secret];
+    await replayEvent(s.replay, s.customerId, event.id);
+    await s.drain();
+    expect(s.receiver.requests.map((request) => request.verifiedBy)).toEqual([[rotated.secret]]);
+  });
+
+  it('queues first attempts, retries and replays as messages that never expire', async () => {
+    const s = await scenario({ reply: (_request, index) => ({ status: index === 0 ? 503 : 200 }) });
+    const client = storage.queueService.getQueueClient(s.queue);
+    const inAYear = Date.now() + 365 * 24 * 3600_000;
+    const expiries = async () => (await client.peekMessages({ numberOfMessages: 32 })).peekedMessageItems.map((m) => m.expiresOn.getTime());
+
+    const event = await s.record();
+    expect(await expiries()).toEqual([expect.toSatisfy((t: number) => t > inAYear) as unknown]);
+    const { receivedMessageItems: [first] } = await client.receiveMessages();
+    if (!first) throw new Error('no delivery message');
+    expect((await deliverEvent(s.deliver, decode(first.messageText))).outcome).toBe('retry');
+    await client.deleteMessage(first.messageId, first.popReceipt);
+    await s.drain();
+
+    await replayEvent(s.replay, s.customerId, event.id);
+    expect(await expiries()).toEqual([expect.toSatisfy((t: number) => t > inAYear) as unknown]);
+  });
+
+  it('replays deliveries stuck in pending or retrying once they are an hour overdue, and not before', async () => {
+    const s = await scenario();
+    const since = new Date(Date.now() - 1000);
+    const delivered = await s.record();
+    await s.drain();
+    const pending = await s.record();
+    const retrying = await s.record();
+    // Their messages went to the poison queue; one of them after a first attempt.
+    await s.loseMessages();
+    const attemptedAt = new Date();
+    await repositories.events.update(keys.event(s.customerId, retrying.id), (current) => {
+      if (!current) throw new Error('the event vanished');
+      const [delivery] = current.deliveries;
+      if (!delivery) throw new Error('the event has no delivery');
+      return {
+        ...current,
+        deliveries: [{
+          ...delivery,
+          status: 'retrying',
+          attempts: [{ number: 1, at: attemptedAt.toISOString(), outcome: 'retry', latencyMs: 5, httpStatus: 503, error: 'HTTP 503' }],
+          nextAttemptAt: new Date(attemptedAt.getTime() + 5000).toISOString(),
+        }],
+      };
+    });
+
+    const later = (minutes: number) => () => new Date(attemptedAt.getTime() + minutes * 60_000);
+    const nothing = { scannedEvents: 3, replayedEvents: 0, queued: [] };
+    expect(await replayFailedEvents(s.replay, s.customerId, since, { now: later(59) })).toEqual(nothing);
+    const replayed = await replayFailedEvents(s.replay, s.customerId, since, { now: later(61) });
+    expect(replayed.replayedEvents).toBe(2);
+    expect(replayed.queued.map((m) => [m.eventId, m.round, m.attempt])).toEqual([[pending.id, 1, 1], [retrying.id, 1, 1]]);
+    await s.drain();
+
+    for (const event of [pending, retrying]) expect(await s.delivery(event.id)).toMatchObject({ status: 'delivered', round: 1 });
+    expect(await s.delivery(delivered.id)).toMatchObject({ status: 'delivered', round: 0 });
+    expect(webhookIds(s.receiver)[0]).toBe(delivered.id);
+    expect(webhookIds(s.receiver).slice(1).sort()).toEqual([pending.id, retrying.id].sort());
+    expect(await replayFailedEvents(s.replay, s.customerId, since, { now: later(61) })).toEqual(nothing);
+  });
+
+  it('queues unstarted deliveries again when an event is recorded again, unless it is less than a minute old', async () => {
+    const s = await scenario();
+    // A quick repeat: the first message is still waiting, and the receiver gets the event once.
+    const quick = await s.record();
+    expect(await s.record({}, { id: quick.id, occurredAt: quick.occurredAt })).toEqual(quick);
+    expect((await s.drain()).map((h) => h.result.outcome)).toEqual(['delivered']);
+
+    // A retry after the first attempt failed to queue: the delivery would wait forever.
+    const twoMinutesAgo = new Date(Date.now() - 120_000).toISOString();
+    const leftover = await s.record({}, { occurredAt: twoMinutesAgo });
+    await s.loseMessages();
+    await s.record({}, { id: leftover.id, occurredAt: leftover.occurredAt });
+    expect((await s.drain()).map((h) => [h.message.eventId, h.result.outcome])).toEqual([[leftover.id, 'delivered']]);
+
+    // Deliveries that started are left to their own messages.
+    await s.record({}, { id: leftover.id, occurredAt: leftover.occurredAt });
+    expect(await s.drain()).toEqual([]);
+    expect(webhookIds(s.receiver)).toEqual([quick.id, leftover.id]);
   });
 });

@@ -15,16 +15,19 @@ export class OpenApiValidator {
     this.ajv.addSchema({ $id: 'https://m365-connector.test/openapi', components: document.components });
   }
 
-  /** The operation (OpenAPI path and method) documents `status`, and `body` fits its schema. */
-  check(path: string, method: string, status: number, body: unknown): string[] {
+  /** The operation (OpenAPI path and method) documents `status` with this content type, and `body` fits its schema. */
+  check(path: string, method: string, status: number, contentType: string | null, body: unknown): string[] {
     const operation = this.document.paths[path]?.[method.toLowerCase()] as
       | { responses?: Record<string, { content?: Record<string, { schema?: object }> }> }
       | undefined;
     if (!operation) return [`${method} ${path} is not in the OpenAPI document`];
     const response = operation.responses?.[String(status)];
     if (!response) return [`${method} ${path} does not document status ${status}`];
-    const content = response.content ? Object.values(response.content)[0] : undefined;
+    const [documentedType, content] = response.content ? (Object.entries(response.content)[0] ?? []) : [];
     if (!content?.schema) return body === undefined ? [] : [`${method} ${path} ${status} documents no body`];
+    if (documentedType !== (contentType ?? '').split(';')[0]?.trim()) {
+      return [`${method} ${path} ${status}: content type ${String(contentType)}, documented ${String(documentedType)}`];
+    }
     const key = `${method} ${path} ${status}`;
     let validate = this.compiled.get(key);
     if (!validate) {

@@ -10,7 +10,11 @@ describe('outbound addresses', () => {
     expect(isNonPublicAddress(address)).toBe(true);
   });
 
-  it.each(['20.190.160.1', '52.96.0.1', '8.8.8.8', '172.32.0.1', '2603:1036::1', '::ffff:8.8.8.8'])('allows %s', (address) => {
+  it.each(['::7f00:1', '::ffff:7f00:1', '::ffff:0:7f00:1', '::ffff:a00:1', '::ffff:0:a9fe:a9fe'])('refuses the IPv4-embedding form %s', (address) => {
+    expect(isNonPublicAddress(address)).toBe(true);
+  });
+
+  it.each(['20.190.160.1', '52.96.0.1', '8.8.8.8', '172.32.0.1', '2603:1036::1', '::ffff:8.8.8.8', '::ffff:0808:0808'])('allows %s', (address) => {
     expect(isNonPublicAddress(address)).toBe(false);
   });
 
@@ -18,6 +22,7 @@ describe('outbound addresses', () => {
     expect(() => checkOutboundUrl('http://keys.example.com/jwks', false)).toThrow(/must use https/);
     expect(() => checkOutboundUrl('https://127.0.0.1/jwks', false)).toThrow(OutboundRequestError);
     expect(() => checkOutboundUrl('https://[::1]:8443/jwks', false)).toThrow(/not a public address/);
+    expect(() => checkOutboundUrl('https://[::127.0.0.1]/jwks', false)).toThrow(/not a public address/);
     expect(() => checkOutboundUrl('https://localhost/jwks', false)).toThrow(/not a public host/);
     expect(() => checkOutboundUrl('https://user:pass@keys.example.com/', false)).toThrow(/user name or password/);
     expect(() => checkOutboundUrl('not a url', false)).toThrow(/not a valid URL/);

@@ -46,13 +46,13 @@ async function fromApiKey(deps: AuthenticatorDeps, credential: string): Promise<
   if (!parsed || !record || !matchesApiKey(record, parsed.secret)) {
     throw unauthorized('The API key is not valid, or it was revoked.', true);
   }
-  return { method: 'api-key', customerScope: record.customerScope, credential: `key ${record.prefix}`, contextTags: {} };
+  return { customerScope: record.customerScope, credential: `key ${record.prefix}`, contextTags: {} };
 }
 
 async function fromToken(deps: AuthenticatorDeps, credential: string): Promise<Principal> {
   try {
     const token = await deps.verifyToken(credential);
-    return { method: 'jwt', customerScope: token.customerId, credential: `issuer ${token.issuer}`, contextTags: token.contextTags };
+    return { customerScope: token.customerId, credential: `issuer ${token.issuer}`, contextTags: token.contextTags };
   } catch (error) {
     if (error instanceof TokenRejectedError) throw unauthorized(`The token was rejected: ${error.message}`, true);
     throw error;

@@ -3,7 +3,6 @@ import type { Tags } from '../../domain/tags.js';
 
 /** Who is calling, as established by an API key or a signed token. */
 export interface Principal {
-  method: 'api-key' | 'jwt';
   customerScope: CustomerScope;
   /** Names the credential in logs: the key prefix, or the token's issuer. */
   credential: string;

@@ -1,10 +1,11 @@
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { z } from 'zod';
-import { inScope, type JwtIssuer } from '../../domain/access.js';
+import { inScope, jwtIssuerSchema, type JwtIssuer } from '../../domain/access.js';
 import { customerIdSchema } from '../../domain/customer.js';
 import { tagsSchema, type Tags } from '../../domain/tags.js';
 import type { Logger } from '../../telemetry/logger.js';
-import { KEY_ALGORITHMS, createIssuerKeyCache, type IssuerKey, type KeyAlgorithm } from './issuer-key-set.js';
+import { createIssuerKeyCache } from './issuer-key-set.js';
+import { KEY_ALGORITHMS, type IssuerKey, type KeyAlgorithm } from './key-set-parser.js';
 
 /**
  * Signed JWTs from a vendor's own backend, the Dynamics 365 Omnichannel way: the vendor registers
@@ -51,16 +52,11 @@ export class TokenRejectedError extends Error {
 }
 
 export interface VendorTokenVerifierDeps {
+  /** The issuer registered under exactly this name; only names an issuer can have are asked for. */
   findIssuer(iss: string): Promise<JwtIssuer | undefined>;
   /** Local development only: key URLs may be on loopback and private addresses. */
   allowPrivateNetwork: boolean;
   now?: () => Date;
-  /** Clock skew allowed on `exp`, `nbf` and `iat`. Default 60 s. */
-  clockToleranceSeconds?: number;
-  /** The longest `exp - iat` accepted (plus the tolerance). Default 600 s. */
-  maxLifetimeSeconds?: number;
-  /** How long an issuer's fetched keys are used. Default 1 h. */
-  keyCacheTtlMs?: number;
   /** The least time between two fetches of one issuer's keys. Default 60 s. */
   keyRefetchCooldownMs?: number;
   logger?: Logger;
@@ -70,14 +66,16 @@ export interface VendorTokenVerifier {
   verify(token: string): Promise<TokenPrincipal>;
 }
 
+/** Clock skew allowed on `exp`, `nbf` and `iat`: between the signer's clock and ours. */
+const CLOCK_TOLERANCE_SECONDS = 60;
+/** The longest `exp - iat`. Both come from the signer's clock, so no skew is allowed on it. */
+const MAX_LIFETIME_SECONDS = 600;
+
 export function createVendorTokenVerifier(deps: VendorTokenVerifierDeps): VendorTokenVerifier {
   const now = deps.now ?? (() => new Date());
-  const tolerance = deps.clockToleranceSeconds ?? 60;
-  const maxLifetime = deps.maxLifetimeSeconds ?? 600;
   const keys = createIssuerKeyCache({
     allowPrivateNetwork: deps.allowPrivateNetwork,
     now,
-    ...(deps.keyCacheTtlMs !== undefined && { ttlMs: deps.keyCacheTtlMs }),
     ...(deps.keyRefetchCooldownMs !== undefined && { refetchCooldownMs: deps.keyRefetchCooldownMs }),
     ...(deps.logger && { logger: deps.logger }),
   });
@@ -103,9 +101,7 @@ export function createVendorTokenVerifier(deps: VendorTokenVerifierDeps): Vendor
     async verify(token) {
       const { alg, kid, iss } = readUnverified(token);
       const issuer = await deps.findIssuer(iss);
-      if (!issuer) {
-        return reject('unknown-issuer', 'The token\'s "iss" is not a registered issuer; register the issuer with the connector, or set "iss" to the registered name.');
-      }
+      if (!issuer) return reject('unknown-issuer', UNKNOWN_ISSUER);
       const key = await keyFor(issuer, kid, alg);
       const currentDate = now();
       let payload: JWTPayload;
@@ -115,21 +111,21 @@ export function createVendorTokenVerifier(deps: VendorTokenVerifierDeps): Vendor
           issuer: issuer.issuer,
           ...(issuer.audience !== undefined && { audience: issuer.audience }),
           requiredClaims: ['iat', 'exp', 'sub'],
-          clockTolerance: tolerance,
+          clockTolerance: CLOCK_TOLERANCE_SECONDS,
           currentDate,
         }));
       } catch (error) {
-        throw rejectionFor(error, { kid, audience: issuer.audience, now: currentDate, tolerance });
+        throw rejectionFor(error, { kid, audience: issuer.audience, now: currentDate });
       }
       // jose has checked that both are numbers; it checks `iat` against the clock only with maxTokenAge.
       const iat = payload.iat ?? 0;
       const exp = payload.exp ?? 0;
       const nowSeconds = Math.floor(currentDate.getTime() / 1000);
-      if (iat > nowSeconds + tolerance) {
-        reject('not-yet-valid', `The token was issued in the future (iat ${isoSeconds(iat)}, the connector's time is ${currentDate.toISOString()}, ${tolerance} s of skew allowed); check your server's clock.`);
+      if (iat > nowSeconds + CLOCK_TOLERANCE_SECONDS) {
+        reject('not-yet-valid', `The token was issued in the future (iat ${isoSeconds(iat)}, ${skewNote(currentDate)}); check your server's clock.`);
       }
-      if (exp - iat > maxLifetime + tolerance) {
-        reject('lifetime-too-long', `The token lives ${exp - iat} s (exp - iat); tokens may live at most ${maxLifetime} s, sign shorter-lived ones.`);
+      if (exp - iat > MAX_LIFETIME_SECONDS) {
+        reject('lifetime-too-long', `The token lives ${exp - iat} s (exp - iat); tokens may live at most ${MAX_LIFETIME_SECONDS} s, sign shorter-lived ones.`);
       }
       const customerId = customerIdSchema.safeParse(payload.sub);
       if (!customerId.success) {
@@ -142,6 +138,8 @@ export function createVendorTokenVerifier(deps: VendorTokenVerifierDeps): Vendor
     },
   };
 }
+
+const UNKNOWN_ISSUER = 'The token\'s "iss" is not a registered issuer; register the issuer with the connector, or set "iss" to the registered name.';
 
 /** What picks the issuer and its key, read before the signature can be checked. */
 function readUnverified(token: string): { alg: KeyAlgorithm; kid: string; iss: string } {
@@ -161,30 +159,32 @@ function readUnverified(token: string): { alg: KeyAlgorithm; kid: string; iss: s
   if (typeof header.kid !== 'string' || header.kid === '') {
     return reject('missing-kid', 'The token header has no "kid"; name the key that signed it, as listed at your key URL.');
   }
-  if (typeof payload.iss !== 'string' || payload.iss === '') {
+  if (payload.iss === undefined) {
     return reject('missing-claim', 'The token has no "iss" claim; set it to your registered issuer name.');
   }
-  return { alg, kid: header.kid, iss: payload.iss };
+  // Only a name an issuer can be registered under is looked up: the lookup may not cope with others
+  // (an issuer's row key is made of it, and Table Storage refuses keys over 1 KiB).
+  const iss = jwtIssuerSchema.shape.issuer.safeParse(payload.iss);
+  if (!iss.success) return reject('unknown-issuer', UNKNOWN_ISSUER);
+  return { alg, kid: header.kid, iss: iss.data };
 }
 
 interface RejectionContext {
   kid: string;
   audience: string | undefined;
   now: Date;
-  tolerance: number;
 }
 
-/** jose's errors, in words for the vendor's developer; anything else is our fault and stays as it is. */
+/**
+ * jose's errors, in words for the vendor's developer; anything else is our fault and stays as it is.
+ * No `iss` mismatch comes here: the issuer was found by the token's own `iss`.
+ */
 function rejectionFor(error: unknown, context: RejectionContext): unknown {
-  const skew = `the connector's time is ${context.now.toISOString()}, ${context.tolerance} s of skew allowed`;
   if (error instanceof errors.JWTExpired) {
     const exp = error.payload.exp;
-    return new TokenRejectedError('expired', `The token expired${typeof exp === 'number' ? ` at ${isoSeconds(exp)}` : ''} (${skew}); sign a new one.`);
+    return new TokenRejectedError('expired', `The token expired${typeof exp === 'number' ? ` at ${isoSeconds(exp)}` : ''} (${skewNote(context.now)}); sign a new one.`);
   }
   if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === 'iss') {
-      return new TokenRejectedError('unknown-issuer', 'The token\'s "iss" does not match the registered issuer name exactly; set it as registered.');
-    }
     if (error.claim === 'aud') {
       return new TokenRejectedError('audience-mismatch', `The token's "aud" must include ${quote(context.audience ?? '')}, the audience this issuer is registered with.`);
     }
@@ -196,7 +196,7 @@ function rejectionFor(error: unknown, context: RejectionContext): unknown {
     }
     if (error.claim === 'nbf') {
       const nbf = error.payload.nbf;
-      return new TokenRejectedError('not-yet-valid', `The token is not valid before ${typeof nbf === 'number' ? isoSeconds(nbf) : 'its "nbf"'} (${skew}); check your server's clock.`);
+      return new TokenRejectedError('not-yet-valid', `The token is not valid before ${typeof nbf === 'number' ? isoSeconds(nbf) : 'its "nbf"'} (${skewNote(context.now)}); check your server's clock.`);
     }
   }
   if (error instanceof errors.JWSSignatureVerificationFailed) {
@@ -269,6 +269,10 @@ function reject(reason: TokenRejection, message: string): never {
 /** A value from the token, in a message: quoted, and short enough to keep the message readable. */
 function quote(value: string): string {
   return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+function skewNote(now: Date): string {
+  return `the connector's time is ${now.toISOString()}, ${CLOCK_TOLERANCE_SECONDS} s of skew allowed`;
 }
 
 function isoSeconds(seconds: number): string {

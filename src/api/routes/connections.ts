@@ -7,10 +7,11 @@ import { mailboxSchema } from '../../domain/mailbox.js';
 import { tagsPatchSchema, tagsSchema } from '../../domain/tags.js';
 import { keys } from '../../store/repositories.js';
 import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
-import { fieldErrors, notFound, ProblemError } from '../problem.js';
-import { optional, problems } from '../responses.js';
+import { invalidTags, notFound } from '../problem.js';
+import { optional } from '../../optional.js';
+import { problems } from '../responses.js';
 import { defineRoute } from '../route.js';
-import type { ApiServices } from '../services.js';
+import { consentLinkSchema, type ApiServices } from '../services.js';
 
 const route = defineRoute<ApiServices>();
 const connectionParams = z.object({ customerId: customerIdSchema, connectionId: z.string().regex(ID_PATTERN.con) });
@@ -35,24 +36,29 @@ export const connectionRoutes = [
         tags: tagsSchema.optional(),
       })
       .strict(),
-    responses: [{ status: 201, description: 'The new connection.', schema: connectionViewSchema }, ...problems(400, 401, 404)],
+    responses: [
+      {
+        status: 201,
+        description: 'The new connection, with its consent link once the connect flow is configured.',
+        schema: connectionViewSchema.extend({ consent: consentLinkSchema.optional() }).meta({ id: 'NewConnection' }),
+        headers: { location: 'The connection\'s URL.' },
+      },
+      ...problems(400, 401, 404),
+    ],
     async handle({ params, body, principal, services }) {
       if (!(await services.repositories.customers.get(keys.customer(params.customerId)))) throw notFound('The customer');
       const tags = tagsSchema.safeParse({ ...principal?.contextTags, ...body.tags });
-      if (!tags.success) {
-        throw new ProblemError('validation-error', 'The tags, with the context claims of your token added, are not valid; see "errors".', {
-          errors: fieldErrors('body', tags.error.issues.map((issue) => ({ ...issue, path: ['tags', ...issue.path] }))),
-        });
-      }
+      if (!tags.success) throw invalidTags('The tags, with the context claims of your token added, are not valid; see "errors".', tags.error.issues);
       const connection = await createConnection(services.connections, {
         customerId: params.customerId,
         mode: body.mode,
         tags: tags.data,
         ...optional('displayName', body.displayName),
       });
+      const consent = await services.consentLinks?.issue(connection);
       return {
         status: 201,
-        body: connectionView(connection),
+        body: { ...connectionView(connection), ...optional('consent', consent) },
         headers: { location: `/api/v1/customers/${params.customerId}/connections/${connection.id}` },
       };
     },
@@ -71,6 +77,7 @@ export const connectionRoutes = [
       ...problems(400, 401, 404),
     ],
     async handle({ params, query, services }) {
+      if (!(await services.repositories.customers.get(keys.customer(params.customerId)))) throw notFound('The customer');
       const page = await services.repositories.connections.page(params.customerId, {
         pageSize: query.limit,
         ...optional('continuationToken', decodeCursor('connections', query.cursor)),
@@ -104,11 +111,12 @@ export const connectionRoutes = [
     authenticated: true,
     params: connectionParams,
     body: z.object({ tags: tagsPatchSchema }).strict(),
-    responses: [{ status: 200, description: 'The connection.', schema: connectionViewSchema }, ...problems(400, 401, 404)],
+    responses: [{ status: 200, description: 'The connection.', schema: connectionViewSchema }, ...problems(400, 401, 404, 409)],
     async handle({ params, body, services }) {
       const updated = await updateConnectionTags(services.connections, params.customerId, params.connectionId, body.tags);
       if (!updated) throw notFound('The connection');
-      return { status: 200, body: connectionView(updated) };
+      if ('issues' in updated) throw invalidTags('The tags, with this change applied, are not valid; see "errors".', updated.issues);
+      return { status: 200, body: connectionView(updated.connection) };
     },
   }),
   route({
@@ -120,7 +128,7 @@ export const connectionRoutes = [
     description: 'Stops all mail for the connection and emits connection.state_changed. Idempotent; a disconnected connection stays disconnected.',
     authenticated: true,
     params: connectionParams,
-    responses: [{ status: 200, description: 'The disconnected connection.', schema: connectionViewSchema }, ...problems(401, 404)],
+    responses: [{ status: 200, description: 'The disconnected connection.', schema: connectionViewSchema }, ...problems(401, 404, 409)],
     async handle({ params, services }) {
       const updated = await changeConnectionState(services.connections, params.customerId, params.connectionId, 'disconnected', {
         code: 'disconnected_by_vendor',

@@ -3,8 +3,9 @@ import { customerIdSchema, customerSchema, type Customer } from '../../domain/cu
 import { tagsSchema } from '../../domain/tags.js';
 import { keys } from '../../store/repositories.js';
 import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
-import { notFound, ProblemError } from '../problem.js';
-import { optional, problems } from '../responses.js';
+import { invalidTags, notFound, ProblemError } from '../problem.js';
+import { optional } from '../../optional.js';
+import { problems } from '../responses.js';
 import { defineRoute } from '../route.js';
 import type { ApiServices } from '../services.js';
 
@@ -19,27 +20,32 @@ export const customerRoutes = [
     path: 'v1/customers/{customerId}',
     tag: 'Customers',
     summary: 'Create or update a customer under your own id',
-    description: 'Idempotent: the first call creates the customer, later calls update its display name and tags.',
+    description:
+      'Idempotent: the first call creates the customer (with the context claims of a signed token as tags), later calls ' +
+      'update its display name and, when given, replace its tags.',
     authenticated: true,
     params: customerParams,
     body: z.object({ displayName: z.string().max(256).optional(), tags: tagsSchema.optional() }).strict(),
     responses: [
       { status: 200, description: 'The customer, updated.', schema: customerView },
       { status: 201, description: 'The customer, created.', schema: customerView },
-      ...problems(400, 401, 404),
+      ...problems(400, 401, 404, 409),
     ],
     async handle({ params, body, principal, services }) {
       const now = services.now().toISOString();
+      const initialTags = tagsSchema.safeParse({ ...principal?.contextTags, ...body.tags });
+      if (!initialTags.success) throw invalidTags('The tags, with the context claims of your token added, are not valid; see "errors".', initialTags.error.issues);
       // Set by the mutator, whose last run is the one that was saved.
       const outcome = { created: false };
       const saved = await services.repositories.customers.update(keys.customer(params.customerId), (current): Customer => {
         outcome.created = !current;
+        const displayName = body.displayName ?? current?.displayName;
         return {
           id: params.customerId,
-          tags: { ...principal?.contextTags, ...current?.tags, ...body.tags },
+          tags: current ? (body.tags ?? current.tags) : initialTags.data,
           createdAt: current?.createdAt ?? now,
           updatedAt: now,
-          ...((body.displayName ?? current?.displayName) !== undefined && { displayName: body.displayName ?? current?.displayName }),
+          ...(displayName !== undefined && { displayName }),
         };
       });
       if (!saved) throw new Error('customer was not saved');

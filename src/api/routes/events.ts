@@ -5,7 +5,8 @@ import { ID_PATTERN, idLowerBound } from '../../domain/ids.js';
 import { keys } from '../../store/repositories.js';
 import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
 import { notFound } from '../problem.js';
-import { optional, problems } from '../responses.js';
+import { optional } from '../../optional.js';
+import { problems } from '../responses.js';
 import { defineRoute } from '../route.js';
 import type { ApiServices } from '../services.js';
 
@@ -31,6 +32,7 @@ export const eventRoutes = [
     }),
     responses: [{ status: 200, description: 'A page of events.', schema: pageSchema(eventView, 'EventPage') }, ...problems(400, 401, 404)],
     async handle({ params, query, services }) {
+      if (!(await services.repositories.customers.get(keys.customer(params.customerId)))) throw notFound('The customer');
       const page = await services.repositories.events.page(params.customerId, {
         pageSize: query.limit,
         ...optional('range', query.since === undefined ? undefined : { from: idLowerBound('evt', new Date(query.since)) }),
@@ -81,7 +83,8 @@ export const eventRoutes = [
     method: 'POST',
     path: 'v1/customers/{customerId}/events/replay-failed',
     tag: 'Events',
-    summary: 'Deliver again every event since a time whose delivery failed',
+    summary: 'Deliver again every event since a time whose delivery failed or is stuck',
+    description: 'Stuck: pending or retrying more than an hour past due (e.g. after a long storage outage). The webhook-id stays the event id.',
     authenticated: true,
     params: z.object({ customerId: customerIdSchema }),
     body: z.object({ since: z.iso.datetime({ offset: true }) }).strict(),

@@ -1,3 +1,4 @@
+import { EVENT_TYPES, webhookPayloadSchema } from '../../domain/events.js';
 import { buildOpenApiDocument, type OpenApiDocument } from '../openapi.js';
 import { defineRoute, type ApiRoute } from '../route.js';
 import type { ApiServices } from '../services.js';
@@ -5,6 +6,11 @@ import { connectionRoutes } from './connections.js';
 import { customerRoutes } from './customers.js';
 import { eventRoutes } from './events.js';
 import { healthRoute } from './health.js';
+
+const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
+  'connection.created': 'A connection was created (data.connection).',
+  'connection.state_changed': 'A connection changed state (data.from, data.to, data.reason).',
+};
 
 /** The contract version of the v1 API, as the OpenAPI document states it. */
 export const API_VERSION = '1.0.0';
@@ -20,7 +26,11 @@ const openApiRoute: ApiRoute<ApiServices> = defineRoute<ApiServices>()({
   authenticated: false,
   responses: [{ status: 200, description: 'The OpenAPI document.' }],
   handle() {
-    document ??= buildOpenApiDocument(apiRoutes, API_VERSION);
+    document ??= buildOpenApiDocument(
+      apiRoutes,
+      EVENT_TYPES.map((type) => ({ name: type, summary: EVENT_SUMMARIES[type], schema: webhookPayloadSchema })),
+      API_VERSION,
+    );
     return Promise.resolve({ status: 200, body: document });
   },
 });

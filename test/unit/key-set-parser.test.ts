@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT, exportJWK, jwtVerify, type JWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { KeySetError, parseKeySet, type IssuerKey } from '../../src/api/auth/issuer-key-set.js';
+import { KeySetError, parseKeySet, type IssuerKey } from '../../src/api/auth/key-set-parser.js';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
