@@ -1,6 +1,7 @@
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { openLocalCa } from '../../local/tls/local-ca.js';
+import { closeServer } from './close-server.js';
 
 /**
  * A vendor's public-key URL for tests: HTTPS on 127.0.0.1 with a certificate from the local CA
@@ -69,13 +70,6 @@ export async function startKeyServer(options: { caDirectory: string; document?: 
     serve(next) {
       document = next;
     },
-    stop: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => {
-          if (error) reject(error);
-          else resolve();
-        });
-        server.closeAllConnections();
-      }),
+    stop: () => closeServer(server),
   };
 }

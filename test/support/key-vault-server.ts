@@ -4,6 +4,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { jwtVerify, type CryptoKey } from 'jose';
 import { openLocalCa } from '../../local/tls/local-ca.js';
+import { closeServer } from './close-server.js';
 
 /**
  * A local Azure Key Vault, secrets only, speaking the data-plane REST API the way
@@ -382,15 +383,7 @@ export async function startKeyVaultServer(options: KeyVaultServerOptions): Promi
   return {
     url: base,
     requests,
-    stop: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => {
-          if (error) reject(error);
-          else resolve();
-        });
-        // The SDK keeps connections alive; without this, close() waits for them to time out.
-        server.closeAllConnections();
-      }),
+    stop: () => closeServer(server),
   };
 }
 
