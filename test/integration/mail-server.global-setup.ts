@@ -10,6 +10,7 @@ import {
   type MailServerPorts,
 } from '../../local/sandbox/mail-server/index.js';
 import { generateSigningKey } from '../support/mail-tokens.js';
+import { createSigningKeyMaterial, loadSigningKey, type SigningKeyMaterial } from '../../local/sandbox/identity/index.js';
 
 /**
  * One real Dovecot + Postfix for the integration run (local/sandbox/mail-server), on free ports, in
@@ -29,6 +30,8 @@ export interface MailServerForTests {
   tenants: [string, string];
   /** The client id registered under its own azp entry in the key dict (v2 tokens). */
   azpClientId: string;
+  /** The key a sandbox identity platform signs with (startSandboxIdentity's signingKey), registered too. */
+  sandboxSigningKey: SigningKeyMaterial;
   /** One RS256 key, registered under two kids: as PEM, and as a JWK. */
   signingKey: { pemKid: string; jwkKid: string; privateKeyPem: string };
 }
@@ -55,7 +58,11 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     const key = await generateSigningKey('sandbox-mail-pem');
     const jwkKid = 'sandbox-mail-jwk';
     const azpClientId = randomUUID();
+    // The sandbox identity platform's key, for tests that log in with tokens the connector got from it.
+    const sandboxKeyMaterial = await createSigningKeyMaterial();
+    const sandboxKey = await loadSigningKey(sandboxKeyMaterial);
     await writeSigningKeys(server.keyDictPath, [
+      { kid: sandboxKey.kid, publicKeyPem: sandboxKey.publicKeyPem },
       { kid: key.kid, publicKeyPem: key.publicKeyPem },
       { kid: jwkKid, jwk: { ...key.publicJwk, kid: jwkKid } },
       { kid: key.kid, azp: azpClientId, publicKeyPem: key.publicKeyPem },
@@ -68,6 +75,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
       tenants,
       azpClientId,
       signingKey: { pemKid: key.kid, jwkKid, privateKeyPem: key.privateKeyPem },
+      sandboxSigningKey: sandboxKeyMaterial,
     });
   } catch (error) {
     await server.stop();

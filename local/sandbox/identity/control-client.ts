@@ -1,0 +1,157 @@
+import { request as httpsRequest } from 'node:https';
+import type {
+  AddCertificateInput,
+  AddedCertificate,
+  AddedSecret,
+  AddFederatedCredentialInput,
+  AddSecretInput,
+  AppView,
+  ConsentView,
+  CreateAppInput,
+  CreateMailboxInput,
+  CreateTenantInput,
+  CreateUserInput,
+  GrantConsentInput,
+  IssuedView,
+  MailboxView,
+  RevokeSessionsInput,
+  TenantPoliciesInput,
+  TokenFaultInput,
+} from './control-schemas.js';
+import { CONTROL_PREFIX } from './control-api.js';
+import type { FederatedCredential, Tenant, User } from './sandbox-state.js';
+
+/**
+ * A typed client for the sandbox's control API (control-api.ts). It speaks HTTPS with the
+ * sandbox's CA, so it works against a sandbox in this process or in another one (`npm start`).
+ * A refused call throws SandboxControlError with the API's message.
+ */
+
+export class SandboxControlError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SandboxControlError';
+  }
+}
+
+const enc = encodeURIComponent;
+
+export class SandboxControl {
+  constructor(
+    private readonly httpsBase: string,
+    private readonly caPem: string,
+  ) {}
+
+  private call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise<T>((resolve, reject) => {
+      const outgoing = httpsRequest(
+        `${this.httpsBase}${CONTROL_PREFIX}${path}`,
+        { method, ca: this.caPem, headers: payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const status = response.statusCode ?? 0;
+            if (status >= 400) {
+              const message = (JSON.parse(text || '{}') as { message?: string }).message ?? text;
+              reject(new SandboxControlError(status, `${method} ${path}: ${message}`));
+            } else {
+              resolve((text === '' ? undefined : JSON.parse(text)) as T);
+            }
+          });
+          response.on('error', reject);
+        },
+      );
+      outgoing.on('error', reject);
+      outgoing.end(payload);
+    });
+  }
+
+  createTenant(input: CreateTenantInput): Promise<Tenant> {
+    return this.call('POST', '/tenants', input);
+  }
+
+  listTenants(): Promise<Tenant[]> {
+    return this.call('GET', '/tenants');
+  }
+
+  /** Block user consent (AADSTS90094) or block token issuance by Conditional Access (AADSTS53003). */
+  setTenantPolicies(tenant: string, policies: TenantPoliciesInput): Promise<Tenant> {
+    return this.call('PATCH', `/tenants/${enc(tenant)}/policies`, policies);
+  }
+
+  createUser(tenant: string, input: CreateUserInput): Promise<User> {
+    return this.call('POST', `/tenants/${enc(tenant)}/users`, input);
+  }
+
+  listUsers(tenant: string): Promise<User[]> {
+    return this.call('GET', `/tenants/${enc(tenant)}/users`);
+  }
+
+  /** Refresh tokens then fail with AADSTS50173 (revoked) or AADSTS700082 (inactive). */
+  revokeSessions(tenant: string, user: string, input: RevokeSessionsInput = {}): Promise<void> {
+    return this.call('POST', `/tenants/${enc(tenant)}/users/${enc(user)}/revoke-sessions`, input);
+  }
+
+  createMailbox(tenant: string, input: CreateMailboxInput): Promise<MailboxView> {
+    return this.call('POST', `/tenants/${enc(tenant)}/mailboxes`, input);
+  }
+
+  listMailboxes(tenant: string): Promise<MailboxView[]> {
+    return this.call('GET', `/tenants/${enc(tenant)}/mailboxes`);
+  }
+
+  /** Admin consent without the pages (or one user's consent, with `user`). */
+  grantConsent(tenant: string, input: GrantConsentInput): Promise<ConsentView> {
+    return this.call('POST', `/tenants/${enc(tenant)}/consents`, input);
+  }
+
+  listConsents(tenant: string): Promise<ConsentView[]> {
+    return this.call('GET', `/tenants/${enc(tenant)}/consents`);
+  }
+
+  /** Deletes the app's service principal and every grant in the tenant (then AADSTS65001 / 7000229). */
+  removeAppFromTenant(tenant: string, clientId: string): Promise<void> {
+    return this.call('DELETE', `/tenants/${enc(tenant)}/apps/${enc(clientId)}`);
+  }
+
+  createApp(input: CreateAppInput): Promise<AppView> {
+    return this.call('POST', '/apps', input);
+  }
+
+  getApp(clientId: string): Promise<AppView> {
+    return this.call('GET', `/apps/${enc(clientId)}`);
+  }
+
+  addClientSecret(clientId: string, input: AddSecretInput = {}): Promise<AddedSecret> {
+    return this.call('POST', `/apps/${enc(clientId)}/secrets`, input);
+  }
+
+  /** Makes the secret expired now (then AADSTS7000222). */
+  expireClientSecret(clientId: string, keyId: string): Promise<void> {
+    return this.call('POST', `/apps/${enc(clientId)}/secrets/${enc(keyId)}/expire`, {});
+  }
+
+  addCertificate(clientId: string, input: AddCertificateInput): Promise<AddedCertificate> {
+    return this.call('POST', `/apps/${enc(clientId)}/certificates`, input);
+  }
+
+  addFederatedCredential(clientId: string, input: AddFederatedCredentialInput): Promise<FederatedCredential> {
+    return this.call('POST', `/apps/${enc(clientId)}/federated-credentials`, input);
+  }
+
+  /** The next `count` token requests answer 503 or 429 (with Retry-After when given). */
+  failTokenRequests(fault: TokenFaultInput): Promise<void> {
+    return this.call('PUT', '/faults/token', fault);
+  }
+
+  /** Codes, refresh tokens and device codes issued (to one app, or all). */
+  issued(clientId?: string): Promise<IssuedView> {
+    return this.call('GET', `/issued${clientId === undefined ? '' : `?clientId=${enc(clientId)}`}`);
+  }
+}

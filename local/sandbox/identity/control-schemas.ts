@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import type { AppRegistration, Mailbox } from './sandbox-state.js';
+
+/**
+ * What the control API accepts (zod schemas, so a wrong call gets a readable 400) and what it
+ * answers, shared by the routes (control-api.ts) and the typed client (control-client.ts).
+ */
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const guid = z.string().regex(GUID, 'must be a GUID').transform((s) => s.toLowerCase());
+const when = z.union([z.number(), z.iso.datetime()]).transform((v) => (typeof v === 'number' ? v : Date.parse(v)));
+
+export const createTenantInput = z.object({ id: guid.optional(), displayName: z.string().min(1), domains: z.array(z.string().min(1)).optional() });
+export const tenantPoliciesInput = z.object({ userConsentBlocked: z.boolean().optional(), conditionalAccessBlocked: z.boolean().optional() });
+export const createUserInput = z.object({ id: guid.optional(), userPrincipalName: z.email(), displayName: z.string().min(1).optional(), isAdmin: z.boolean().optional() });
+export const revokeSessionsInput = z.object({ reason: z.enum(['revoked', 'inactive']).optional() });
+export const createMailboxInput = z.object({
+  address: z.email(),
+  displayName: z.string().min(1).optional(),
+  kind: z.enum(['user', 'shared']).optional(),
+  /** Users (upn or object id) with FullAccess. */
+  fullAccess: z.array(z.string()).optional(),
+});
+export const grantConsentInput = z.object({
+  clientId: z.string().min(1),
+  /** Delegated permissions, e.g. https://graph.microsoft.com/Mail.Send; omitted = what the app declares. */
+  delegated: z.array(z.string()).optional(),
+  /** App roles, e.g. https://outlook.office365.com/IMAP.AccessAsApp; omitted = what the app declares. */
+  appRoles: z.array(z.string()).optional(),
+  /** A user (upn or id) to grant the delegated permissions to, instead of everyone. */
+  user: z.string().optional(),
+});
+export const createAppInput = z.object({
+  clientId: guid.optional(),
+  displayName: z.string().min(1),
+  redirectUris: z.array(z.url()).optional(),
+  publicClient: z.boolean().optional(),
+  homeTenantId: guid.optional(),
+  delegatedPermissions: z.array(z.string()).optional(),
+  appRoles: z.array(z.string()).optional(),
+});
+export const addSecretInput = z.object({ displayName: z.string().optional(), value: z.string().min(16).optional(), expiresAt: when.optional() });
+export const addCertificateInput = z.object({ displayName: z.string().optional(), certificatePem: z.string().includes('BEGIN CERTIFICATE') });
+export const addFederatedCredentialInput = z
+  .object({
+    name: z.string().min(1),
+    issuer: z.string().min(1),
+    subject: z.string().min(1),
+    audiences: z.array(z.string().min(1)).optional(),
+    jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
+    publicKeyPem: z.string().includes('BEGIN PUBLIC KEY').optional(),
+  })
+  .refine((v) => (v.jwks === undefined) !== (v.publicKeyPem === undefined), 'give exactly one of jwks and publicKeyPem');
+export const tokenFaultInput = z.object({ status: z.union([z.literal(429), z.literal(503)]), count: z.number().int().min(0), retryAfterSeconds: z.number().int().min(0).optional() });
+
+export type CreateTenantInput = z.input<typeof createTenantInput>;
+export type TenantPoliciesInput = z.input<typeof tenantPoliciesInput>;
+export type CreateUserInput = z.input<typeof createUserInput>;
+export type RevokeSessionsInput = z.input<typeof revokeSessionsInput>;
+export type CreateMailboxInput = z.input<typeof createMailboxInput>;
+export type GrantConsentInput = z.input<typeof grantConsentInput>;
+export type CreateAppInput = z.input<typeof createAppInput>;
+export type AddSecretInput = z.input<typeof addSecretInput>;
+export type AddCertificateInput = z.input<typeof addCertificateInput>;
+export type AddFederatedCredentialInput = z.input<typeof addFederatedCredentialInput>;
+export type TokenFaultInput = z.input<typeof tokenFaultInput>;
+
+/** An app registration as the control API shows it: secret values only at creation. */
+export interface AppView extends Omit<AppRegistration, 'secrets'> {
+  secrets: { keyId: string; displayName: string; hint: string; endDateTime: number }[];
+}
+export interface AddedSecret {
+  keyId: string;
+  /** The secret, shown once, as in the portal. */
+  value: string;
+  hint: string;
+  endDateTime: number;
+}
+export interface AddedCertificate {
+  keyId: string;
+  thumbprintSha1: string;
+  thumbprintSha256: string;
+  endDateTime: number;
+}
+export interface MailboxView extends Omit<Mailbox, 'fullAccess'> {
+  /** User principal names. */
+  fullAccess: string[];
+}
+export interface ConsentView {
+  clientId: string;
+  servicePrincipalId: string;
+  delegated: { resource: string; principal: string; scopes: string[] }[];
+  appRoles: { resource: string; roles: string[] }[];
+}
+export interface IssuedView {
+  codes: { clientId: string; user: string; scope: string; issuedAt: number; expiresAt: number; redeemedAt?: number }[];
+  refreshTokens: { clientId: string; user: string; issuedAt: number; lastRedeemedAt?: number }[];
+  deviceCodes: { clientId: string; userCode: string; status: string; user?: string }[];
+}
