@@ -2,7 +2,7 @@ import type { TokenCredential } from '@azure/identity';
 import { createAuthenticator, type Authenticate } from './api/auth/authenticate.js';
 import { createVendorTokenVerifier } from './api/auth/verify-vendor-token.js';
 import type { ApiServices } from './api/services.js';
-import { loadConfig, type AzureCredentialConfig, type Config } from './config.js';
+import { loadConfig, type AzureCredentialConfig, type Config, type IdentityConfig } from './config.js';
 import type { ConnectionDeps } from './connections/connections.js';
 import type { ApiKeyRecord, JwtIssuer } from './domain/access.js';
 import type { WebhookEndpoint } from './domain/webhook-endpoint.js';
@@ -23,6 +23,17 @@ import { createStorageClients, type StorageClients } from './store/storage-clien
 import { CONTAINERS } from './store/storage-layout.js';
 import { createLogger, invocationLogger, jsonLineSink, type InvocationLogTarget, type LogFields, type Logger } from './telemetry/logger.js';
 import { TtlCache } from './ttl-cache.js';
+import { loadAppCredential, type AppCredential } from './identity/app-credentials.js';
+import { MsalClients } from './identity/msal-clients.js';
+import { ConnectorKeys } from './identity/connector-keys.js';
+import { ConsentLinks } from './identity/consent-links.js';
+import { SignInStates } from './identity/sign-in-states.js';
+import { BrowserEndpoints } from './identity/browser-endpoints.js';
+import { deleteTokenCache } from './identity/token-cache-store.js';
+import { AccessTokens } from './identity/access-tokens.js';
+import { ConnectFlow } from './connect/connect-flow.js';
+import { ConnectResults } from './connect/connect-results.js';
+import { connectionExchangeSetup } from './connect/connection-exchange-setup.js';
 
 /**
  * Builds the connector's dependencies from configuration, once per process. This is the only
@@ -45,7 +56,22 @@ export interface Services {
   api: ApiServices;
   recordEvent(event: NewEvent): Promise<unknown>;
   deliverEvent(message: DeliveryMessage): Promise<DeliveryResult>;
+  /** The connect flow and what it needs; undefined until an app registration is configured (ENTRA_CLIENT_ID). */
+  identity: IdentityServices | undefined;
 }
+
+export interface IdentityServices {
+  connect: ConnectFlow;
+  results: ConnectResults;
+  msal: MsalClients;
+  links: ConsentLinks;
+  browser: BrowserEndpoints;
+  accessTokens: AccessTokens;
+  vendorName: string;
+}
+
+/** How long an app's credential (a secret read from Key Vault) is reused before it is read again. */
+const APP_CREDENTIAL_CACHE_MS = 5 * 60_000;
 
 /** How long vendor-wide settings are trusted before they are read again (revocations take this long). */
 const SETTINGS_CACHE_MS = 30_000;
@@ -100,6 +126,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   const replayDeps: ReplayDeps = { events: repositories.events, queues };
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
   const logger = createLogger({ level: config.logLevel, sink: jsonLineSink });
+  const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, logger, now });
   const verifier = createVendorTokenVerifier({
     findIssuer: (issuer) => issuerCache.get(issuer, async () => (await repositories.jwtIssuers.get(keys.jwtIssuer(issuer)))?.value),
     allowPrivateNetwork: config.allowPrivateNetworkUrls,
@@ -133,8 +160,26 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
         },
         secretStore: () => secrets.ping(),
       }),
-      // The connect flow (consent links) is not built yet.
-      consentLinks: undefined,
+      consentLinks: identity && {
+        async issue(connection, purpose = 'connect') {
+          const link = await identity.links.issue(connection.customerId, connection.id, purpose);
+          return { url: link.url, expiresAt: link.expiresAt.toISOString() };
+        },
+      },
+      exchangeSetup: (connection) =>
+        connectionExchangeSetup(
+          {
+            repositories,
+            clientIdOf: (appId) => config.identity?.apps.find((app) => app.id === appId)?.clientId,
+            vendorName: config.identity?.vendorName ?? 'Vendor',
+          },
+          connection,
+        ),
+      async forgetTokens(connectionId) {
+        await deleteTokenCache(secrets, connectionId);
+      },
+      defaultAppId: config.identity?.apps[0]?.id ?? 'default',
+      appIds: config.identity?.apps.map((app) => app.id) ?? [],
       async replayEvent(customerId, eventId) {
         try {
           return (await replayEvent(replayDeps, customerId, eventId)).length;
@@ -148,6 +193,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
         return { events: result.replayedEvents, deliveries: result.queued.length };
       },
     },
+    identity,
     recordEvent: record,
     deliverEvent: (message) =>
       deliverEvent(
@@ -163,4 +209,48 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
         message,
       ),
   };
+}
+
+interface IdentityBuildDeps {
+  config: Config;
+  credentialFor(settings: AzureCredentialConfig): TokenCredential;
+  secrets: SecretStore;
+  repositories: Repositories;
+  connections: ConnectionDeps;
+  logger: Logger;
+  now(): Date;
+}
+
+function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): IdentityServices {
+  const { secrets, repositories, logger } = deps;
+  const now = () => deps.now();
+  const credentialCache = new TtlCache<string, AppCredential>(APP_CREDENTIAL_CACHE_MS);
+  const msal = new MsalClients({
+    apps: identity.apps,
+    credential: (app) =>
+      credentialCache.get(app.id, () =>
+        loadAppCredential(app, secrets, (clientId) =>
+          deps.credentialFor({ kind: 'managedIdentity', ...(clientId !== undefined && { clientId }) }),
+        ),
+      ),
+    logger,
+  });
+  const keys = new ConnectorKeys(secrets);
+  const links = new ConsentLinks(keys, identity.publicBaseUrl, identity.consentLinkTtlMs, now);
+  const results = new ConnectResults(repositories.connectResults, now);
+  const browser = new BrowserEndpoints();
+  const connect = new ConnectFlow({
+    repositories,
+    connections: deps.connections,
+    mailboxes: { mailboxes: repositories.mailboxes, now },
+    links,
+    states: new SignInStates(repositories.signInStates, keys, now),
+    msal,
+    browser,
+    secrets,
+    identity,
+    logger,
+    now,
+  });
+  return { connect, results, msal, links, browser, accessTokens: new AccessTokens({ msal, secrets }), vendorName: identity.vendorName };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isRunningInAzure } from './azure-environment.js';
+import { CLOUD_NAMES, CLOUDS, parseHostPort, type Cloud } from './identity/clouds.js';
 
 /**
  * Environment → validated, typed settings. Read once at start-up; every missing or invalid
@@ -39,8 +40,37 @@ export interface Config {
   allowPrivateNetworkUrls: boolean;
   /** Delays before each webhook retry; the delivery fails after the last one. */
   webhookRetryScheduleMs: readonly number[];
+  /** The vendor's Entra app registrations and the connect flow; absent when no app is configured. */
+  identity: IdentityConfig | undefined;
   /** True inside Azure App Service / Functions (see isRunningInAzure). */
   runningInAzure: boolean;
+}
+
+export type AppCredentialConfig =
+  /** A client secret, kept in the secret store under this name. */
+  | { kind: 'secret'; secretName: string }
+  /** A certificate: the secret store holds a JSON document { privateKeyPem, thumbprintSha256 } under this name. */
+  | { kind: 'certificate'; secretName: string }
+  /** A user-assigned managed identity, trusted by the app as a federated credential: no secret at all. */
+  | { kind: 'managed-identity'; clientId?: string };
+
+export interface AppRegistrationConfig {
+  /** How connections name the app; "default" for the one configured by ENTRA_CLIENT_ID. */
+  id: string;
+  clientId: string;
+  cloud: Cloud;
+  credential: AppCredentialConfig;
+}
+
+export interface IdentityConfig {
+  apps: readonly AppRegistrationConfig[];
+  /** The connector's public https origin: consent links and redirect URIs hang below it. */
+  publicBaseUrl: string;
+  /** Shown to customer admins: who is asking for access. */
+  vendorName: string;
+  consentLinkTtlMs: number;
+  /** Resource owner password credentials: off by default, because they bypass MFA and Conditional Access. */
+  allowRopc: boolean;
 }
 
 export class ConfigError extends Error {
@@ -69,6 +99,24 @@ const serviceUrl = (example: string) =>
     .trim()
     .refine(isServiceUrl, `must be an https URL such as ${example}`)
     .transform((v) => v.replace(/\/+$/, ''));
+
+const secretName = z.string().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a secret name (letters, digits, hyphens)');
+/** More app registrations than the default one, e.g. one per national cloud; each names its credential. */
+const extraAppsSchema = z
+  .array(
+    z
+      .object({
+        id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be 1-32 lowercase letters, digits and hyphens'),
+        clientId: z.string().regex(GUID, 'must be a GUID'),
+        cloud: z.enum(['global', 'usgov', 'usgovdod', 'china']).default('global'),
+        credential: z.enum(['secret', 'certificate', 'managed-identity']),
+        secretName: secretName.optional(),
+        certificateName: secretName.optional(),
+        ficClientId: z.string().regex(GUID, 'must be a GUID').optional(),
+      })
+      .strict(),
+  )
+  .max(20);
 
 /** The Functions host's storage setting: the connector shares the host's storage account. */
 const P = 'AzureWebJobsStorage__';
@@ -124,6 +172,72 @@ const envSchema = z.object({
         return delays as number[];
       }),
   ),
+  ENTRA_CLIENT_ID: setting(z.string().trim().regex(GUID, 'must be the application (client) id of your app registration, a GUID')),
+  ENTRA_CLOUD: setting(z.string().trim().toLowerCase().pipe(z.enum(CLOUD_NAMES, { error: `must be one of ${CLOUD_NAMES.join(', ')}` }))),
+  ENTRA_CREDENTIAL: setting(
+    z.string().trim().toLowerCase().pipe(z.enum(['secret', 'certificate', 'managed-identity'], { error: 'must be secret, certificate or managed-identity' })),
+  ),
+  ENTRA_CLIENT_SECRET_NAME: setting(z.string().trim().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a secret name (letters, digits, hyphens)')),
+  ENTRA_CERTIFICATE_NAME: setting(z.string().trim().regex(/^[0-9a-zA-Z-]{1,127}$/, 'must be a secret name (letters, digits, hyphens)')),
+  ENTRA_FIC_CLIENT_ID: setting(guid('the user-assigned managed identity the app trusts as a federated credential')),
+  ENTRA_LOGIN_URL: setting(serviceUrl('https://login.microsoftonline.com')),
+  ENTRA_GRAPH_URL: setting(serviceUrl('https://graph.microsoft.com')),
+  ENTRA_GRAPH_RESOURCE: setting(serviceUrl('https://graph.microsoft.com')),
+  ENTRA_OUTLOOK_RESOURCE: setting(serviceUrl('https://outlook.office.com')),
+  ENTRA_OUTLOOK_APP_RESOURCE: setting(serviceUrl('https://outlook.office365.com')),
+  ENTRA_IMAP_HOST: setting(z.string().trim()),
+  ENTRA_POP3_HOST: setting(z.string().trim()),
+  ENTRA_SMTP_HOST: setting(z.string().trim()),
+  PUBLIC_BASE_URL: setting(
+    z
+      .string()
+      .trim()
+      .refine(isPublicBaseUrl, 'must be the https URL the connector is reached at (http only for localhost)')
+      .transform((v) => v.replace(/\/+$/, '')),
+  ),
+  VENDOR_NAME: setting(z.string().trim().max(100)),
+  CONSENT_LINK_TTL: setting(
+    z
+      .string()
+      .trim()
+      .transform((text, ctx) => {
+        const ms = parseDuration(text);
+        if (ms === undefined || ms < 60_000 || ms > 30 * 86_400_000) {
+          ctx.addIssue({ code: 'custom', message: 'must be a duration from 1m to 30d, such as 7d' });
+          return z.NEVER;
+        }
+        return ms;
+      }),
+  ),
+  ENTRA_APPS: setting(
+    z
+      .string()
+      .trim()
+      .transform((text, ctx) => {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'must be a JSON array of app registrations: [{"id":"gov","clientId":"…","cloud":"usgov"}]' });
+          return z.NEVER;
+        }
+        const apps = extraAppsSchema.safeParse(parsed);
+        if (!apps.success) {
+          const issue = apps.error.issues[0];
+          ctx.addIssue({ code: 'custom', message: `${issue?.path.length ? `[${issue.path.join('].')}: ` : ''}${issue?.message ?? 'invalid'}` });
+          return z.NEVER;
+        }
+        return apps.data;
+      }),
+  ),
+  ALLOW_ROPC: setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['true', 'false'], { error: 'must be "true" or "false"' }))
+      .transform((v) => v === 'true'),
+  ),
   LOG_LEVEL: setting(
     z
       .string()
@@ -149,8 +263,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     problems.push('ALLOW_PRIVATE_NETWORK_URLS: a local-development setting; it is refused in Azure, where it would open the connector\'s network to vendor-configured URLs');
   }
 
+  const identity = readIdentity(values, runningInAzure, problems);
+
   if (problems.length > 0 || !storage || !secretStore) throw new ConfigError(firstProblemPerSetting(problems));
   return {
+    identity,
     storage,
     secretStore,
     logLevel: values.LOG_LEVEL ?? 'info',
@@ -274,6 +391,83 @@ export function parseDuration(text: string): number | undefined {
   if (!match) return undefined;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
   return Math.round(Number(match[1]) * unit);
+}
+
+function readIdentity(env: Env, runningInAzure: boolean, problems: string[]): IdentityConfig | undefined {
+  const clientId = env.ENTRA_CLIENT_ID;
+  if (clientId === undefined) {
+    const orphans = (Object.keys(env) as (keyof Env)[]).filter((k) => k.startsWith('ENTRA_') && env[k] !== undefined);
+    if (orphans.length > 0) problems.push(`ENTRA_CLIENT_ID: missing, while ${orphans.join(', ')} ${orphans.length === 1 ? 'is' : 'are'} set`);
+    return undefined;
+  }
+  const cloudName = env.ENTRA_CLOUD ?? 'global';
+  // A custom cloud (another identity platform speaking Microsoft's protocol, such as the local
+  // sandbox) names its login host; every other host defaults to the global cloud's.
+  const base = CLOUDS[cloudName === 'custom' ? 'global' : cloudName];
+  if (cloudName === 'custom' && env.ENTRA_LOGIN_URL === undefined) problems.push('ENTRA_LOGIN_URL: required when ENTRA_CLOUD is "custom"');
+  const hosts = {
+    ENTRA_IMAP_HOST: env.ENTRA_IMAP_HOST === undefined ? base.imap : parseHostPort(env.ENTRA_IMAP_HOST, 993),
+    ENTRA_POP3_HOST: env.ENTRA_POP3_HOST === undefined ? base.pop3 : parseHostPort(env.ENTRA_POP3_HOST, 995),
+    ENTRA_SMTP_HOST: env.ENTRA_SMTP_HOST === undefined ? base.smtp : parseHostPort(env.ENTRA_SMTP_HOST, 587),
+  };
+  for (const [name, value] of Object.entries(hosts)) if (value === undefined) problems.push(`${name}: must be host or host:port`);
+  const { ENTRA_IMAP_HOST: imap, ENTRA_POP3_HOST: pop3, ENTRA_SMTP_HOST: smtp } = hosts;
+  const credential = appCredential(env.ENTRA_CREDENTIAL ?? (runningInAzure ? 'managed-identity' : 'secret'), '', {
+    secretName: env.ENTRA_CLIENT_SECRET_NAME,
+    certificateName: env.ENTRA_CERTIFICATE_NAME,
+    ficClientId: env.ENTRA_FIC_CLIENT_ID ?? env.AZURE_CLIENT_ID,
+  });
+  const publicBaseUrl = env.PUBLIC_BASE_URL ?? (runningInAzure ? undefined : 'http://localhost:7071');
+  if (publicBaseUrl === undefined) problems.push('PUBLIC_BASE_URL: missing; required with ENTRA_CLIENT_ID (e.g. https://connector.vendor.example)');
+  if (!imap || !pop3 || !smtp || !publicBaseUrl || (cloudName === 'custom' && env.ENTRA_LOGIN_URL === undefined)) return undefined;
+  const cloud: Cloud = {
+    ...base,
+    name: cloudName,
+    loginUrl: env.ENTRA_LOGIN_URL ?? base.loginUrl,
+    graphUrl: env.ENTRA_GRAPH_URL ?? base.graphUrl,
+    graphResource: env.ENTRA_GRAPH_RESOURCE ?? base.graphResource,
+    outlookResource: env.ENTRA_OUTLOOK_RESOURCE ?? base.outlookResource,
+    outlookAppResource: env.ENTRA_OUTLOOK_APP_RESOURCE ?? base.outlookAppResource,
+    imap,
+    pop3,
+    smtp,
+  };
+  const extraApps: AppRegistrationConfig[] = (env.ENTRA_APPS ?? []).map((extra) => ({
+    id: extra.id,
+    clientId: extra.clientId,
+    cloud: CLOUDS[extra.cloud],
+    credential: appCredential(extra.credential, `-${extra.id}`, { ...extra, ficClientId: extra.ficClientId ?? env.AZURE_CLIENT_ID }),
+  }));
+  const ids = ['default', ...extraApps.map((extra) => extra.id)];
+  const duplicate = ids.find((id, index) => ids.indexOf(id) !== index);
+  if (duplicate !== undefined) problems.push(`ENTRA_APPS: the app id "${duplicate}" is used twice ("default" is the ENTRA_CLIENT_ID app)`);
+  return {
+    apps: [{ id: 'default', clientId, cloud, credential }, ...extraApps],
+    publicBaseUrl,
+    vendorName: env.VENDOR_NAME ?? 'Your software vendor',
+    consentLinkTtlMs: env.CONSENT_LINK_TTL ?? 7 * 86_400_000,
+    allowRopc: env.ALLOW_ROPC ?? false,
+  };
+}
+
+/** An app's credential; secret names default to entra-client-secret / entra-client-certificate plus `suffix`. */
+function appCredential(
+  kind: AppCredentialConfig['kind'],
+  suffix: string,
+  names: { secretName?: string | undefined; certificateName?: string | undefined; ficClientId?: string | undefined },
+): AppCredentialConfig {
+  if (kind === 'secret') return { kind, secretName: names.secretName ?? `entra-client-secret${suffix}` };
+  if (kind === 'certificate') return { kind, secretName: names.certificateName ?? `entra-client-certificate${suffix}` };
+  return { kind, ...(names.ficClientId !== undefined && { clientId: names.ficClientId }) };
+}
+
+function isPublicBaseUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || (url.protocol === 'http:' && ['localhost', '127.0.0.1'].includes(url.hostname));
+  } catch {
+    return false;
+  }
 }
 
 /** An invalid setting reads as unset to the later checks; say only what is wrong with it. */

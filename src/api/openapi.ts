@@ -76,7 +76,9 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks
       summary: route.summary,
       ...(route.description !== undefined && { description: route.description }),
       ...(parameters.length > 0 && { parameters }),
-      ...(route.body && { requestBody: { required: true, content: { 'application/json': { schema: convert(route.body, 'input') } } } }),
+      ...(route.body && {
+        requestBody: { required: !route.body.safeParse(undefined).success, content: { 'application/json': { schema: convert(route.body, 'input') } } },
+      }),
       responses,
       security: route.authenticated ? [{ apiKey: [] }, { apiKeyHeader: [] }, { signedToken: [] }] : [],
     };

@@ -97,7 +97,8 @@ export function defineRoute<S>() {
       }
       const params = parse('params', spec.params ?? empty, request.params) as z.output<P>;
       const query = parse('query', spec.query ?? empty, request.query) as z.output<Q>;
-      if (spec.body && request.body === undefined) {
+      // A body schema that accepts undefined makes the body optional.
+      if (spec.body && request.body === undefined && !spec.body.safeParse(undefined).success) {
         throw new ProblemError('validation-error', 'This operation needs a JSON body.', { errors: [{ pointer: '/body', detail: 'missing' }] });
       }
       if (!spec.body && request.body !== undefined) {

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import type { ConnectionDeps } from '../connections/connections.js';
 import type { Connection } from '../domain/connection.js';
+import type { ExchangeSetup } from '../domain/exchange-setup.js';
+import type { LinkPurpose } from '../domain/sign-in-state.js';
 import type { HealthReport } from '../health/check-health.js';
 import type { Repositories } from '../store/repositories.js';
 
@@ -10,7 +12,8 @@ import type { Repositories } from '../store/repositories.js';
  * link rather than with a made-up one.
  */
 export interface ConsentLinkIssuer {
-  issue(connection: Connection): Promise<ConsentLink>;
+  /** connect: the user (delegated) or admin (application) connects; admin-grant: an admin approves a delegated connection's permissions for the organization. */
+  issue(connection: Connection, purpose?: LinkPurpose): Promise<ConsentLink>;
 }
 
 export const consentLinkSchema = z
@@ -26,6 +29,14 @@ export interface ApiServices {
   repositories: Repositories;
   connections: ConnectionDeps;
   consentLinks: ConsentLinkIssuer | undefined;
+  /** The Exchange PowerShell of an application connection; throws ExchangeSetupUnavailable when it has none. */
+  exchangeSetup(connection: Connection): Promise<ExchangeSetup>;
+  /** Removes a connection's tokens from the secret store (disconnect). */
+  forgetTokens(connectionId: string): Promise<void>;
+  /** The app registration new connections use unless they name another. */
+  defaultAppId: string;
+  /** Every configured app registration's id. */
+  appIds: readonly string[];
   /** Re-delivers one event to its endpoints. Returns the deliveries queued, or undefined for no such event. */
   replayEvent(customerId: string, eventId: string): Promise<number | undefined>;
   /** Re-delivers every event of the customer since `since` whose delivery failed or is stuck (over an hour past due). */

@@ -6,6 +6,7 @@ import {
   type ConnectionMode,
   type ConnectionState,
   type StateReason,
+  type Transports,
 } from '../domain/connection.js';
 import type { EventType } from '../domain/events.js';
 import { newId } from '../domain/ids.js';
@@ -29,6 +30,8 @@ export interface ConnectionDeps {
 export interface NewConnection {
   customerId: string;
   mode: ConnectionMode;
+  appId: string;
+  transports: Transports;
   displayName?: string;
   tags: Tags;
 }
@@ -40,6 +43,8 @@ export async function createConnection(deps: ConnectionDeps, input: NewConnectio
     id: newId('con', now.getTime()),
     customerId: input.customerId,
     mode: input.mode,
+    appId: input.appId,
+    transports: input.transports,
     state: 'pending',
     ...(input.displayName !== undefined && { displayName: input.displayName }),
     tags: input.tags,
@@ -79,6 +84,67 @@ export async function changeConnectionState(
   });
   if (updated) await recordLastEvent(deps, updated.value);
   return updated?.value;
+}
+
+/** What Microsoft confirmed when a sign-in or admin consent completed. */
+export type SignInResult = Required<Pick<Connection, 'tenantId' | 'granted'>> &
+  Pick<Connection, 'account' | 'servicePrincipalId' | 'signInMethod'> & {
+    /** Application mode: the administrator who granted access, for the event (the audit trail). */
+    grantedBy?: { oid: string; upn: string };
+  };
+
+/**
+ * Records a completed sign-in or admin consent: the tenant, the account and what was granted, and
+ * the connection becomes connected. Its event is the state change, or `connection.reconnected`
+ * when a connected connection was connected again.
+ */
+export async function recordSignIn(
+  deps: ConnectionDeps,
+  customerId: string,
+  connectionId: string,
+  result: SignInResult,
+): Promise<Connection | undefined> {
+  const key = keys.connection(customerId, connectionId);
+  const before = await deps.connections.get(key);
+  if (!before) return undefined;
+  await recordLastEvent(deps, before.value);
+  const now = deps.now();
+  const updated = await deps.connections.update(key, (current) => {
+    if (!current) return UNCHANGED;
+    const signedIn: Connection = {
+      ...current,
+      tenantId: result.tenantId,
+      granted: result.granted,
+      ...(result.account && { account: result.account }),
+      ...(result.servicePrincipalId && { servicePrincipalId: result.servicePrincipalId }),
+      ...(result.signInMethod && { signInMethod: result.signInMethod }),
+      updatedAt: now.toISOString(),
+    };
+    const change = changeState(signedIn, 'connected', undefined, now);
+    const details = {
+      tenantId: result.tenantId,
+      ...(result.account && { account: result.account }),
+      ...(result.grantedBy && { grantedBy: result.grantedBy }),
+      granted: result.granted,
+    };
+    return change
+      ? withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...details }, now)
+      : withEvent(signedIn, 'connection.reconnected', details, now);
+  });
+  if (updated) await recordLastEvent(deps, updated.value);
+  return updated?.value;
+}
+
+/** Disconnects a connection and forgets its tokens; idempotent. */
+export async function disconnectConnection(
+  deps: ConnectionDeps & { forgetTokens(connectionId: string): Promise<unknown> },
+  customerId: string,
+  connectionId: string,
+  reason: StateReason,
+): Promise<Connection | undefined> {
+  const disconnected = await changeConnectionState(deps, customerId, connectionId, 'disconnected', reason);
+  if (disconnected) await deps.forgetTokens(connectionId);
+  return disconnected;
 }
 
 export type TagsUpdate = { connection: Connection } | { issues: z.core.$ZodIssue[] } | undefined;

@@ -11,6 +11,18 @@ import { tagsSchema } from './tags.js';
 export const CONNECTION_MODES = ['delegated', 'application'] as const;
 export type ConnectionMode = (typeof CONNECTION_MODES)[number];
 
+/** How mail goes out and comes in for a connection's mailboxes; this decides the scopes asked for. */
+export const transportsSchema = z
+  .object({
+    send: z.enum(['graph', 'smtp']).meta({ description: 'Graph sendMail, or SMTP submission with XOAUTH2.' }),
+    receive: z.enum(['graph', 'imap', 'pop3', 'none']).meta({ description: 'Graph, IMAP or POP3 with XOAUTH2, or no receiving.' }),
+  })
+  .meta({ id: 'Transports' });
+export type Transports = z.infer<typeof transportsSchema>;
+
+export const SIGN_IN_METHODS = ['authorization-code', 'device-code', 'password'] as const;
+export type SignInMethod = (typeof SIGN_IN_METHODS)[number];
+
 export const CONNECTION_STATES = ['pending', 'connected', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'] as const;
 export type ConnectionState = (typeof CONNECTION_STATES)[number];
 
@@ -31,7 +43,27 @@ export const connectionSchema = z.object({
   state: z.enum(CONNECTION_STATES),
   displayName: z.string().max(256).optional(),
   tags: tagsSchema,
+  /** Which of the vendor's app registrations the connection uses. */
+  appId: z.string(),
+  transports: transportsSchema,
   tenantId: z.uuid().optional().meta({ description: 'The Microsoft 365 tenant, once connected.' }),
+  account: z
+    .object({ oid: z.uuid(), upn: z.string(), displayName: z.string().optional() })
+    .optional()
+    .meta({ description: 'Delegated connections: the user who signed in; their token serves the mailboxes they have access to.' }),
+  signInMethod: z
+    .enum(SIGN_IN_METHODS)
+    .optional()
+    .meta({
+      description:
+        'Delegated connections: how the user signed in. "authorization-code" (the consent link) unless ops connected it with the CLI ' +
+        '("device-code", or "password" where ALLOW_ROPC permits it).',
+    }),
+  servicePrincipalId: z
+    .uuid()
+    .optional()
+    .meta({ description: 'Application connections: the object id of the vendor app\'s service principal (Enterprise application) in the tenant.' }),
+  granted: z.array(z.string()).optional().meta({ description: 'What Microsoft granted: delegated scopes, or app roles for application connections.' }),
   stateReason: stateReasonSchema.optional(),
   /**
    * The event of the last change, saved in the same write as the change: if recording the event

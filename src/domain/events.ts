@@ -8,7 +8,7 @@ import { tagsSchema } from './tags.js';
  * vendor can drop duplicates.
  */
 
-export const EVENT_TYPES = ['connection.created', 'connection.state_changed'] as const;
+export const EVENT_TYPES = ['connection.created', 'connection.state_changed', 'connection.reconnected'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export const connectorEventSchema = z.object({

@@ -5,6 +5,8 @@ import { customerSchema, type Customer } from '../domain/customer.js';
 import { storedEventSchema, type StoredEvent } from '../domain/events.js';
 import { mailboxSchema, type Mailbox } from '../domain/mailbox.js';
 import { webhookEndpointSchema, type WebhookEndpoint } from '../domain/webhook-endpoint.js';
+import { signInStateSchema, type SignInState } from '../domain/sign-in-state.js';
+import { connectResultSchema, type ConnectResult } from '../connect/connect-results.js';
 import type { StorageClients } from './storage-clients.js';
 import { TABLES } from './storage-layout.js';
 import { TableRepository, type EntityKey } from './table-repository.js';
@@ -23,6 +25,8 @@ export interface Repositories {
   apiKeys: TableRepository<ApiKeyRecord>;
   jwtIssuers: TableRepository<JwtIssuer>;
   webhookEndpoints: TableRepository<WebhookEndpoint>;
+  signInStates: TableRepository<SignInState>;
+  connectResults: TableRepository<ConnectResult>;
 }
 
 export function createRepositories(storage: StorageClients): Repositories {
@@ -30,12 +34,14 @@ export function createRepositories(storage: StorageClients): Repositories {
     new TableRepository(storage.table(table), zodCodec(schema, json));
   return {
     customers: repo(TABLES.customers, customerSchema, ['tags']),
-    connections: repo(TABLES.connections, connectionSchema, ['tags', 'stateReason', 'lastEvent']),
+    connections: repo(TABLES.connections, connectionSchema, ['tags', 'transports', 'account', 'granted', 'stateReason', 'lastEvent']),
     mailboxes: repo(TABLES.mailboxes, mailboxSchema, []),
     events: repo(TABLES.events, storedEventSchema, ['tags', 'data', 'deliveries']),
     apiKeys: repo(TABLES.apiKeys, apiKeyRecordSchema, []),
     jwtIssuers: repo(TABLES.jwtIssuers, jwtIssuerSchema, []),
     webhookEndpoints: repo(TABLES.webhookEndpoints, webhookEndpointSchema, ['eventTypes']),
+    signInStates: repo(TABLES.signInStates, signInStateSchema, []),
+    connectResults: repo(TABLES.connectResults, connectResultSchema, ['outcome']),
   };
 }
 

@@ -10,6 +10,8 @@ export const TABLES = {
   apiKeys: 'apikeys',
   jwtIssuers: 'jwtissuers',
   webhookEndpoints: 'webhookendpoints',
+  signInStates: 'signinstates',
+  connectResults: 'connectresults',
 } as const;
 
 export const QUEUES = {

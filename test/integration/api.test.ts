@@ -167,7 +167,8 @@ describe('vendor API', () => {
   it('documents every HTTP function it registers in the OpenAPI document', async () => {
     const document = (await (await fetch(`${host.baseUrl}/api/openapi.json`)).json()) as OpenApiDocument;
     expect(document.openapi).toBe('3.1.0');
-    const http = host.functions.filter((f) => f.trigger === 'http');
+    // The connect pages (HTML for people, under /api/connect) are not part of the vendor API.
+    const http = host.functions.filter((f) => f.trigger === 'http' && !f.name.startsWith('connect-'));
     expect(http.length).toBe(apiRoutes.length);
     for (const fn of http) {
       for (const method of fn.methods ?? []) {
@@ -269,13 +270,14 @@ describe('vendor API', () => {
       'connections-create': { mode: 'delegated' },
       'connections-update': { tags: { owner: 'intruder' } },
       'events-replay-failed': { since: '2020-01-01T00:00:00Z' },
+      'mailboxes-add': { address: 'intruder@globex.example' },
     };
 
     const scoped = apiRoutes.filter((route) => route.authenticated && route.path.includes('{customerId}'));
     expect(scoped.map((r) => r.name).sort()).toEqual([
-      'connections-create', 'connections-disconnect', 'connections-get', 'connections-list', 'connections-update',
-      'customers-delete', 'customers-get', 'customers-put', 'events-get', 'events-list', 'events-replay', 'events-replay-failed',
-      'mailboxes-get', 'mailboxes-list',
+      'connections-consent-link', 'connections-create', 'connections-disconnect', 'connections-exchange-setup', 'connections-get',
+      'connections-list', 'connections-update', 'customers-delete', 'customers-get', 'customers-put', 'events-get', 'events-list',
+      'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove',
     ]);
     const asA = [credentials.a, await token({})];
     for (const route of scoped) {
@@ -287,13 +289,15 @@ describe('vendor API', () => {
     }
     // A's own customer in the path with B's resource ids finds nothing either: reads stay in A's partition.
     const crossed = { ...params, customerId: ids.a };
-    for (const route of scoped.filter((r) => ['connections-get', 'connections-update', 'connections-disconnect', 'mailboxes-list', 'mailboxes-get', 'events-get', 'events-replay'].includes(r.name))) {
+    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay'];
+    for (const route of scoped.filter((r) => underA.includes(r.name))) {
       const result = await call(route.name, { params: crossed, credential: credentials.a, ...(bodies[route.name] !== undefined && { body: bodies[route.name] }) });
       expect(result.status, `${route.name} with B's ids under A`).toBe(404);
     }
     // Nothing of B's changed, and B's own key sees all of it.
     for (const route of scoped.filter((r) => r.method === 'GET')) {
-      expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(200);
+      // An application connection that sends and receives over Graph has no Exchange PowerShell: 409.
+      expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(route.name === 'connections-exchange-setup' ? 409 : 200);
     }
     const still = (await call('connections-get', { params, credential: credentials.b })).body;
     expect(still).toMatchObject({ state: 'pending', tags: {} });

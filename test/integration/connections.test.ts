@@ -35,7 +35,7 @@ describe('connection changes and their events', () => {
   it('records an event that failed to record before the next change replaces it', async () => {
     const customerId = uniqueName('cust');
     const flaky = recorder(1);
-    await expect(createConnection(flaky.deps, { customerId, mode: 'delegated', tags: { a: '1' } })).rejects.toThrow('queue unavailable');
+    await expect(createConnection(flaky.deps, { customerId, mode: 'delegated', appId: 'default', transports: { send: 'graph', receive: 'graph' }, tags: { a: '1' } })).rejects.toThrow('queue unavailable');
     const [stored] = await repositories.connections.all(customerId);
     if (!stored) throw new Error('the connection row was not saved');
 
@@ -51,7 +51,7 @@ describe('connection changes and their events', () => {
   it('records the event of a change whose recording failed when the call is repeated', async () => {
     const customerId = uniqueName('cust');
     const ok = recorder(0);
-    const connection = await createConnection(ok.deps, { customerId, mode: 'application', tags: {} });
+    const connection = await createConnection(ok.deps, { customerId, mode: 'application', appId: 'default', transports: { send: 'graph', receive: 'graph' }, tags: {} });
     const flaky = recorder(1);
     await expect(changeConnectionState(flaky.deps, customerId, connection.id, 'disconnected', undefined)).rejects.toThrow('queue unavailable');
     const repeated = await changeConnectionState(flaky.deps, customerId, connection.id, 'disconnected', undefined);

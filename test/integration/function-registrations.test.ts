@@ -18,6 +18,17 @@ const expected = [
   // One HTTP function per API operation, all anonymous at the host: the API checks its own credentials.
   ...apiRoutes.map((route) => ({ name: route.name, trigger: 'httpTrigger', route: route.path, methods: [route.method], authLevel: 'anonymous' })),
   { name: 'deliver-event', trigger: 'queueTrigger', queueName: 'deliver-event', connection: 'AzureWebJobsStorage' },
+  // The connect pages and the two redirect URIs registered on the vendor's app.
+  ...(
+    [
+      ['connect-landing', 'connect/{link}', 'GET'],
+      ['connect-start', 'connect/{link}/start', 'POST'],
+      ['connect-callback', 'connect/callback', 'POST'],
+      ['connect-admin-callback', 'connect/admin-callback', 'GET'],
+      ['connect-result', 'connect/result/{id}', 'GET'],
+      ['connect-problem', 'connect/problem/{reason}', 'GET'],
+    ] as const
+  ).map(([name, route, method]) => ({ name, trigger: 'httpTrigger', route, methods: [method], authLevel: 'anonymous' })),
 ].sort((a, b) => a.name.localeCompare(b.name));
 const expectedHooks = ['appStart', 'preInvocation'];
 

@@ -1,13 +1,16 @@
 import { z } from 'zod';
-import { changeConnectionState, createConnection, updateConnectionTags } from '../../connections/connections.js';
-import { CONNECTION_MODES, CONNECTION_STATES, connectionView, connectionViewSchema } from '../../domain/connection.js';
+import { createConnection, disconnectConnection, updateConnectionTags } from '../../connections/connections.js';
+import { addMailbox, removeMailbox } from '../../connections/mailboxes.js';
+import { LINK_PURPOSES } from '../../domain/sign-in-state.js';
+import { exchangeSetupSchema, ExchangeSetupUnavailable } from '../../connect/connection-exchange-setup.js';
+import { CONNECTION_MODES, CONNECTION_STATES, connectionView, connectionViewSchema, transportsSchema } from '../../domain/connection.js';
 import { customerIdSchema } from '../../domain/customer.js';
 import { ID_PATTERN } from '../../domain/ids.js';
 import { mailboxSchema } from '../../domain/mailbox.js';
 import { tagsPatchSchema, tagsSchema } from '../../domain/tags.js';
 import { keys } from '../../store/repositories.js';
 import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
-import { invalidTags, notFound } from '../problem.js';
+import { invalidTags, notFound, ProblemError } from '../problem.js';
 import { optional } from '../../optional.js';
 import { problems } from '../responses.js';
 import { defineRoute } from '../route.js';
@@ -16,6 +19,14 @@ import { consentLinkSchema, type ApiServices } from '../services.js';
 const route = defineRoute<ApiServices>();
 const connectionParams = z.object({ customerId: customerIdSchema, connectionId: z.string().regex(ID_PATTERN.con) });
 const mailboxView = mailboxSchema.meta({ id: 'Mailbox' });
+const newMailboxSchema = z
+  .object({
+    address: z.email().max(320),
+    displayName: z.string().max(256).optional(),
+    kind: z.enum(['user', 'shared']).default('shared').meta({ description: 'A person\'s mailbox, or a shared mailbox.' }),
+  })
+  .strict()
+  .meta({ id: 'NewMailbox' });
 
 export const connectionRoutes = [
   route({
@@ -32,8 +43,19 @@ export const connectionRoutes = [
     body: z
       .object({
         mode: z.enum(CONNECTION_MODES),
+        transports: transportsSchema.default({ send: 'graph', receive: 'graph' }),
+        appId: z
+          .string()
+          .max(32)
+          .optional()
+          .meta({ description: 'Which of your app registrations to use: "default" (ENTRA_CLIENT_ID) unless ENTRA_APPS configures more, e.g. one per national cloud.' }),
         displayName: z.string().max(256).optional(),
         tags: tagsSchema.optional(),
+        mailboxes: z.array(newMailboxSchema).max(100).optional().meta({
+          description:
+            'Application mode: the mailboxes the connection serves (they appear in the Exchange PowerShell the admin gets). ' +
+            'Delegated mode: shared or other mailboxes the signing-in user has full access to; their own mailbox is added at sign-in.',
+        }),
       })
       .strict(),
     responses: [
@@ -49,12 +71,27 @@ export const connectionRoutes = [
       if (!(await services.repositories.customers.get(keys.customer(params.customerId)))) throw notFound('The customer');
       const tags = tagsSchema.safeParse({ ...principal?.contextTags, ...body.tags });
       if (!tags.success) throw invalidTags('The tags, with the context claims of your token added, are not valid; see "errors".', tags.error.issues);
+      const appId = body.appId ?? services.defaultAppId;
+      if (body.appId !== undefined && !services.appIds.includes(body.appId)) {
+        throw new ProblemError('validation-error', `No app registration "${body.appId}" is configured.`, {
+          errors: [{ pointer: '/body/appId', detail: `must be one of: ${services.appIds.join(', ') || '(none configured)'}` }],
+        });
+      }
       const connection = await createConnection(services.connections, {
         customerId: params.customerId,
         mode: body.mode,
+        appId,
+        transports: body.transports,
         tags: tags.data,
         ...optional('displayName', body.displayName),
       });
+      for (const mailbox of body.mailboxes ?? []) {
+        await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => services.now() }, connection, {
+          address: mailbox.address,
+          kind: mailbox.kind,
+          ...optional('displayName', mailbox.displayName),
+        });
+      }
       const consent = await services.consentLinks?.issue(connection);
       return {
         status: 201,
@@ -125,18 +162,122 @@ export const connectionRoutes = [
     path: 'v1/customers/{customerId}/connections/{connectionId}/disconnect',
     tag: 'Connections',
     summary: 'Disconnect a connection',
-    description: 'Stops all mail for the connection and emits connection.state_changed. Idempotent; a disconnected connection stays disconnected.',
+    description:
+      'Stops all mail for the connection, deletes its tokens from the secret store and emits connection.state_changed. ' +
+      'Idempotent; a disconnected connection stays disconnected. The grant in the customer\'s tenant stays until their admin removes the app.',
     authenticated: true,
     params: connectionParams,
     responses: [{ status: 200, description: 'The disconnected connection.', schema: connectionViewSchema }, ...problems(401, 404, 409)],
     async handle({ params, services }) {
-      const updated = await changeConnectionState(services.connections, params.customerId, params.connectionId, 'disconnected', {
+      const updated = await disconnectConnection({ ...services.connections, forgetTokens: (id: string) => services.forgetTokens(id) }, params.customerId, params.connectionId, {
         code: 'disconnected_by_vendor',
         message: 'The connection was disconnected through the API.',
         nextStep: 'Create a new connection to connect this tenant again.',
       });
       if (!updated) throw notFound('The connection');
       return { status: 200, body: connectionView(updated) };
+    },
+  }),
+  route({
+    name: 'connections-consent-link',
+    method: 'POST',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/consent-link',
+    tag: 'Connections',
+    summary: 'Issue a consent link for a connection (reconnect, or admin approval)',
+    description:
+      '"connect" (the default) is the link for the customer\'s user (delegated) or admin (application); for a connection that was ' +
+      'connected before it reconnects it, keeping its id, and must be completed by the same tenant (and, delegated, the same user). ' +
+      '"admin-grant" is for a delegated connection whose users may not consent: an administrator approves its permissions for the ' +
+      'organization, after which the user connects with a "connect" link. Every link expires (CONSENT_LINK_TTL, 7 days by default).',
+    authenticated: true,
+    params: connectionParams,
+    body: z
+      .object({ purpose: z.enum(LINK_PURPOSES).default('connect') })
+      .strict()
+      .optional(),
+    responses: [{ status: 200, description: 'The link.', schema: consentLinkSchema }, ...problems(400, 401, 404, 409, 503)],
+    async handle({ params, body, services }) {
+      const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
+      if (!found) throw notFound('The connection');
+      const purpose = body?.purpose ?? 'connect';
+      if (found.value.state === 'disconnected') throw new ProblemError('conflict', 'The connection is disconnected; create a new one.');
+      if (purpose === 'admin-grant' && found.value.mode !== 'delegated') {
+        throw new ProblemError('conflict', 'An "admin-grant" link is for delegated connections; an application connection\'s "connect" link is already for an administrator.');
+      }
+      if (!services.consentLinks) throw connectFlowNotConfigured();
+      return { status: 200, body: await services.consentLinks.issue(found.value, purpose) };
+    },
+  }),
+  route({
+    name: 'connections-exchange-setup',
+    method: 'GET',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/exchange-setup',
+    tag: 'Connections',
+    summary: 'The Exchange Online PowerShell for an application connection that uses IMAP, POP or SMTP',
+    description:
+      'App-only IMAP, POP and SMTP also need the tenant\'s Exchange administrator to register the app\'s service principal and give ' +
+      'it each mailbox. The admin sees these commands right after consenting; fetch them again after adding mailboxes.',
+    authenticated: true,
+    params: connectionParams,
+    responses: [{ status: 200, description: 'The commands, per step and as one script.', schema: exchangeSetupSchema }, ...problems(401, 404, 409)],
+    async handle({ params, services }) {
+      const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
+      if (!found) throw notFound('The connection');
+      try {
+        return { status: 200, body: await services.exchangeSetup(found.value) };
+      } catch (error) {
+        if (error instanceof ExchangeSetupUnavailable) throw new ProblemError('conflict', error.message);
+        throw error;
+      }
+    },
+  }),
+  route({
+    name: 'mailboxes-add',
+    method: 'POST',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/mailboxes',
+    tag: 'Mailboxes',
+    summary: 'Add a mailbox to a connection',
+    description:
+      'Delegated connections: a shared or other mailbox the signed-in user has full access to; mail for it uses that user\'s token ' +
+      '(IMAP/POP/SMTP authenticate as the mailbox, Graph addresses /users/{address}). Application connections: any mailbox the app ' +
+      'may use (for IMAP/POP/SMTP, after Add-MailboxPermission; see exchange-setup). Adding an address the connection has returns it.',
+    authenticated: true,
+    params: connectionParams,
+    body: newMailboxSchema,
+    responses: [
+      { status: 201, description: 'The new mailbox.', schema: mailboxView },
+      { status: 200, description: 'The connection already had this address.', schema: mailboxView },
+      ...problems(400, 401, 404, 409),
+    ],
+    async handle({ params, body, services }) {
+      const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
+      if (!found) throw notFound('The connection');
+      if (found.value.state === 'disconnected') throw new ProblemError('conflict', 'The connection is disconnected.');
+      const { mailbox, created } = await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => services.now() }, found.value, {
+        address: body.address,
+        kind: body.kind,
+        ...optional('displayName', body.displayName),
+      });
+      return {
+        status: created ? 201 : 200,
+        body: mailbox,
+        headers: { location: `/api/v1/customers/${params.customerId}/connections/${params.connectionId}/mailboxes/${mailbox.id}` },
+      };
+    },
+  }),
+  route({
+    name: 'mailboxes-remove',
+    method: 'DELETE',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/mailboxes/{mailboxId}',
+    tag: 'Mailboxes',
+    summary: 'Remove a mailbox from a connection',
+    description: 'The connection stops serving the address. Access in the customer\'s tenant is unchanged.',
+    authenticated: true,
+    params: connectionParams.extend({ mailboxId: z.string().regex(ID_PATTERN.mbx) }),
+    responses: [{ status: 204, description: 'Removed.' }, ...problems(401, 404)],
+    async handle({ params, services }) {
+      if (!(await removeMailbox(services.repositories, params.customerId, params.connectionId, params.mailboxId))) throw notFound('The mailbox');
+      return { status: 204 };
     },
   }),
   route({
@@ -177,3 +318,7 @@ export const connectionRoutes = [
     },
   }),
 ];
+
+function connectFlowNotConfigured(): ProblemError {
+  return new ProblemError('service-unavailable', 'The connect flow is not configured: set ENTRA_CLIENT_ID (and the app\'s credential) on the connector.');
+}

@@ -10,6 +10,7 @@ import { healthRoute } from './health.js';
 const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
   'connection.created': 'A connection was created (data.connection).',
   'connection.state_changed': 'A connection changed state (data.from, data.to, data.reason).',
+  'connection.reconnected': 'A connected connection was connected again through a reconnect link (data.tenantId, data.account).',
 };
 
 /** The contract version of the v1 API, as the OpenAPI document states it. */

@@ -1,0 +1,67 @@
+import type { Transports } from '../domain/connection.js';
+import type { Cloud } from './clouds.js';
+
+/**
+ * The permissions a connection asks for, from how its mail goes out and comes in. A token belongs
+ * to one resource (Graph, or Exchange for IMAP/POP/SMTP), so the scopes are grouped by resource:
+ * the sign-in asks for the primary one and lets the user consent to the other at the same time;
+ * the other resource's token is then obtained silently with the same refresh token.
+ */
+
+export type Resource = 'graph' | 'outlook';
+
+export interface DelegatedScopes {
+  primary: Resource;
+  byResource: Partial<Record<Resource, string[]>>;
+}
+
+export function delegatedScopes(cloud: Cloud, transports: Transports): DelegatedScopes {
+  const graph: string[] = [];
+  const outlook: string[] = [];
+  if (transports.send === 'graph') graph.push('Mail.Send');
+  else outlook.push('SMTP.Send');
+  if (transports.receive === 'graph') graph.push('Mail.ReadWrite');
+  else if (transports.receive === 'imap') outlook.push('IMAP.AccessAsUser.All');
+  else if (transports.receive === 'pop3') outlook.push('POP.AccessAsUser.All');
+  // The user's profile names the mailbox the connection starts with.
+  graph.push('User.Read');
+  const byResource: Partial<Record<Resource, string[]>> = { graph: graph.map((scope) => `${cloud.graphResource}/${scope}`) };
+  if (outlook.length > 0) byResource.outlook = outlook.map((scope) => `${cloud.outlookResource}/${scope}`);
+  return { primary: outlook.length > 0 ? 'outlook' : 'graph', byResource };
+}
+
+/** The `.default` scope of a resource, for client credentials and admin consent. */
+export function defaultScope(cloud: Cloud, resource: Resource): string {
+  return `${resource === 'graph' ? cloud.graphResource : cloud.outlookAppResource}/.default`;
+}
+
+/**
+ * What an administrator consents to for a connection: app-only access in application mode, or the
+ * delegated permissions on behalf of the organization when user consent is blocked. The Graph
+ * `.default` covers every permission configured on the app registration (Graph and Exchange).
+ */
+export function adminConsentScope(cloud: Cloud): string {
+  return defaultScope(cloud, 'graph');
+}
+
+/**
+ * The app roles an application connection needs, by resource: Graph's for Graph mail, Office 365
+ * Exchange Online's for IMAP/POP/SMTP. Admin consent grants whatever the app registration lists;
+ * a role missing here means the registration lacks it.
+ */
+export function requiredAppRoles(transports: Transports): Record<Resource, string[]> {
+  const graph: string[] = [];
+  const outlook: string[] = [];
+  if (transports.send === 'graph') graph.push('Mail.Send');
+  else outlook.push('SMTP.SendAsApp');
+  if (transports.receive === 'graph') graph.push('Mail.ReadWrite');
+  else if (transports.receive === 'imap') outlook.push('IMAP.AccessAsApp');
+  else if (transports.receive === 'pop3') outlook.push('POP.AccessAsApp');
+  return { graph, outlook };
+}
+
+/** Every delegated scope of a connection, both resources together, as an admin grants them at once. */
+export function allDelegatedScopes(cloud: Cloud, transports: Transports): string[] {
+  const { byResource } = delegatedScopes(cloud, transports);
+  return [...(byResource.graph ?? []), ...(byResource.outlook ?? []), 'offline_access'];
+}
