@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { createAzureCredential } from '../src/identity/azure-credential.js';
@@ -10,20 +11,26 @@ import { startAzurite, DEFAULT_AZURITE_PORTS, type RunningAzurite } from './azur
 import { consoleFunctionLog, consoleHostLog } from './host/console-log.js';
 import { startLocalHost, type LocalHost } from './host/host.js';
 import { readLocalSettings } from '../src/local-settings.js';
+import { getServices } from '../src/composition.js';
+import { prepareDemoConnections, type DemoLink } from './demo-connections.js';
+import { DEFAULT_SANDBOX_PORTS, startSandboxDemo, type SandboxDemo } from './sandbox-demo.js';
 
 /**
  * `npm start`: the connector on one machine with no Azure account. Starts Azurite (when the
- * settings point at development storage), creates the storage layout, runs the functions in the
- * local host, prints where everything is, and stops all of it on Ctrl-C.
+ * settings point at development storage) and, unless a real Entra app is configured, the sandbox
+ * identity platform with a demo tenant; creates the storage layout, runs the functions in the
+ * local host, prints where everything is (with consent links to try), and stops all of it on Ctrl-C.
  */
 
-const usage = `Usage: npm start -- [--port 7071] [--azurite-ports 10000,10001,10002] [--data-dir .local] [--verbose]`;
+const usage = `Usage: npm start -- [--port 7071] [--azurite-ports 10000,10001,10002] [--sandbox-ports 7072,7073] [--no-sandbox] [--data-dir .local] [--verbose]`;
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       port: { type: 'string', default: '7071' },
       'azurite-ports': { type: 'string' },
+      'sandbox-ports': { type: 'string' },
+      'no-sandbox': { type: 'boolean', default: false },
       'data-dir': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -40,6 +47,8 @@ async function main(): Promise<void> {
 
   const settings = await readLocalSettings(appDir, process.env);
   let azurite: RunningAzurite | undefined;
+  let demo: SandboxDemo | undefined;
+  let demoLinks: DemoLink[] = [];
   let host: LocalHost | undefined;
   let stopping = false;
   const stop = async (code: number) => {
@@ -49,6 +58,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log('\nStopping…');
     await host?.stop().catch((error: unknown) => { consoleHostLog('error', 'The local host did not stop cleanly', error); });
+    await demo?.stop();
     await azurite?.stop();
     process.exit(code);
   };
@@ -60,6 +70,18 @@ async function main(): Promise<void> {
       const ports = args['azurite-ports'] ? parsePorts(args['azurite-ports']) : DEFAULT_AZURITE_PORTS;
       azurite = await startAzurite({ ports, location: join(dataDir, 'azurite') });
       settings.values.AzureWebJobsStorage = azurite.connectionString;
+    }
+    // A configured app (ENTRA_CLIENT_ID) means real Microsoft; otherwise the sandbox stands in.
+    if (settings.values.ENTRA_CLIENT_ID === undefined && !args['no-sandbox']) {
+      const [https, browser] = args['sandbox-ports'] ? parsePortList(args['sandbox-ports'], 2, '--sandbox-ports', 'https,browser', true) : [DEFAULT_SANDBOX_PORTS.https, DEFAULT_SANDBOX_PORTS.browser];
+      demo = await startSandboxDemo({
+        dataDir,
+        ports: { https: https ?? 0, browser: browser ?? 0 },
+        publicBaseUrl: settings.values.PUBLIC_BASE_URL ?? `http://localhost:${port}`,
+        vendorName: settings.values.VENDOR_NAME ?? 'Sandbox vendor app',
+      });
+      Object.assign(settings.values, demo.settings);
+      tls.setDefaultCACertificates([...tls.getCACertificates('default'), demo.sandbox.caPem]);
     }
     Object.assign(process.env, settings.values);
     // The connector validates the same settings again when the app starts; doing it here first
@@ -75,6 +97,7 @@ async function main(): Promise<void> {
       if (azurite) throw error;
       consoleHostLog('warn', 'Could not create the storage layout in the configured account (the health check will say what is missing)', error);
     }
+    if (demo) demoLinks = await prepareDemoConnections(demo, await getServices());
 
     host = await startLocalHost({
       appDir,
@@ -105,6 +128,7 @@ async function main(): Promise<void> {
       : 'Storage: from AzureWebJobsStorage',
     `Health:  ${host.baseUrl}/api/health`,
     `API:     ${host.baseUrl}/api/openapi.json (make a key: npm run connector -- keys create --all)`,
+    ...(demo ? sandboxLines(demo, demoLinks, appDir) : ['Identity: Microsoft Entra ID (ENTRA_CLIENT_ID is set)']),
     '',
     'Press Ctrl-C to stop.',
     '',
@@ -112,12 +136,33 @@ async function main(): Promise<void> {
   console.log(lines.join('\n'));
 }
 
+function sandboxLines(demo: SandboxDemo, links: DemoLink[], appDir: string): string[] {
+  const { directory } = demo;
+  const shown = (path: string) => (relative(appDir, path).startsWith('..') ? path : relative(appDir, path));
+  return [
+    '',
+    `Sandbox identity platform (stands in for Microsoft; settings saved in ${shown(demo.settingsPath)}):`,
+    `  Authority: ${demo.sandbox.httpsBase}/organizations (TLS from the local CA ${shown(demo.caCertificatePath)})`,
+    `  Tenant:    Contoso, ${directory.domain} (${directory.tenantId})`,
+    `  Sign in as ${directory.user} (a user) or ${directory.admin} (an administrator); shared mailbox ${directory.sharedMailbox}`,
+    '',
+    `Try connecting Contoso (customer "contoso"; links expire, a new one is printed on every start):`,
+    ...links.map((link) => `  ${`${link.mode}:`.padEnd(13)} ${link.url}`),
+  ];
+}
+
 function parsePorts(text: string): { blob: number; queue: number; table: number } {
-  const [blob, queue, table] = text.split(',').map(Number);
-  if (![blob, queue, table].every((p) => Number.isInteger(p) && p !== undefined && p > 0 && p < 65536)) {
-    throw new Error(`--azurite-ports: "${text}" is not three port numbers (blob,queue,table). ${usage}`);
-  }
+  const [blob, queue, table] = parsePortList(text, 3, '--azurite-ports', 'blob,queue,table');
   return { blob: blob ?? 0, queue: queue ?? 0, table: table ?? 0 };
+}
+
+/** Ports from a comma-separated list; 0 (any free port) only where `anyAllowed`. */
+function parsePortList(text: string, count: number, option: string, names: string, anyAllowed = false): number[] {
+  const ports = text.split(',').map(Number);
+  if (ports.length !== count || !ports.every((p) => Number.isInteger(p) && p >= (anyAllowed ? 0 : 1) && p < 65536)) {
+    throw new Error(`${option}: "${text}" is not ${count} port numbers (${names}). ${usage}`);
+  }
+  return ports;
 }
 
 await main();

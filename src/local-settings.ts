@@ -14,13 +14,26 @@ export const LOCAL_DEFAULTS: Readonly<Record<string, string>> = {
   LOG_LEVEL: 'info',
 };
 
+/** Written by `npm start` into its data folder when it runs the sandbox identity platform. */
+export const SANDBOX_SETTINGS_FILE = 'sandbox.settings.json';
+
 export interface LocalSettings {
   values: Record<string, string>;
   /** local.settings.json when it was found. */
   source: string | undefined;
+  /** The sandbox's CA certificate (PEM), when its settings were applied: trust it for HTTPS. */
+  sandboxCaPem?: string;
 }
 
-export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv): Promise<LocalSettings> {
+export interface LocalSettingsOptions {
+  /**
+   * Also apply the settings of the sandbox `npm start` runs with this data folder, below
+   * local.settings.json, unless a real app (ENTRA_CLIENT_ID) is configured.
+   */
+  sandboxDataDir?: string;
+}
+
+export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv, options: LocalSettingsOptions = {}): Promise<LocalSettings> {
   const path = join(appDir, 'local.settings.json');
   let fileValues: Record<string, string> = {};
   let source: string | undefined;
@@ -37,5 +50,25 @@ export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv):
     }
   }
   const fromEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
-  return { values: { ...LOCAL_DEFAULTS, ...fileValues, ...fromEnv }, source };
+  const configured = { ...fileValues, ...fromEnv };
+  const sandbox = options.sandboxDataDir === undefined || configured.ENTRA_CLIENT_ID !== undefined ? undefined : await readSandboxSettings(options.sandboxDataDir);
+  return {
+    values: { ...LOCAL_DEFAULTS, ...sandbox?.values, ...configured },
+    source,
+    ...(sandbox && { sandboxCaPem: sandbox.caPem }),
+  };
+}
+
+async function readSandboxSettings(dataDir: string): Promise<{ values: Record<string, string>; caPem: string } | undefined> {
+  const path = join(dataDir, SANDBOX_SETTINGS_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  const parsed = JSON.parse(text) as { Values?: Record<string, string>; caCertificatePath?: string };
+  if (!parsed.Values || !parsed.caCertificatePath) throw new Error(`${path} is not a sandbox settings file; delete it and run npm start again`);
+  return { values: parsed.Values, caPem: await readFile(parsed.caCertificatePath, 'utf8') };
 }

@@ -1,5 +1,6 @@
 import { CommanderError } from 'commander';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { getServices } from '../composition.js';
 import { ConfigError } from '../config.js';
@@ -8,9 +9,12 @@ import { redactText } from '../telemetry/redact.js';
 import { AdminError, buildAdminCli } from './admin-cli.js';
 
 // `npm run connector -- <command>`: the settings come from the environment, then
-// local.settings.json, then the local defaults, as for npm start.
+// local.settings.json, then the sandbox a default `npm start` runs (when no real app is
+// configured), then the local defaults.
 const appDir = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-Object.assign(process.env, (await readLocalSettings(appDir, process.env)).values);
+const settings = await readLocalSettings(appDir, process.env, { sandboxDataDir: join(appDir, '.local') });
+Object.assign(process.env, settings.values);
+if (settings.sandboxCaPem !== undefined) tls.setDefaultCACertificates([...tls.getCACertificates('default'), settings.sandboxCaPem]);
 
 const program = buildAdminCli(
   async () => {

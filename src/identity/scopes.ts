@@ -1,4 +1,4 @@
-import type { Transports } from '../domain/connection.js';
+import { transportsSchema, type Transports } from '../domain/connection.js';
 import type { Cloud } from './clouds.js';
 
 /**
@@ -64,4 +64,25 @@ export function requiredAppRoles(transports: Transports): Record<Resource, strin
 export function allDelegatedScopes(cloud: Cloud, transports: Transports): string[] {
   const { byResource } = delegatedScopes(cloud, transports);
   return [...(byResource.graph ?? []), ...(byResource.outlook ?? []), 'offline_access'];
+}
+
+/**
+ * Every permission an app registration needs so that any connection, whatever its transports, can
+ * be consented: what the README tells a vendor to add in Entra ID, and what `npm start` registers
+ * in the sandbox. Derived from the per-connection functions above so the two cannot drift apart.
+ */
+export function appRegistrationPermissions(cloud: Cloud): { delegated: string[]; appRoles: string[] } {
+  const every = transportsSchema.shape;
+  const delegated = new Set<string>();
+  const appRoles = new Set<string>();
+  for (const send of every.send.options) {
+    for (const receive of every.receive.options) {
+      const { byResource } = delegatedScopes(cloud, { send, receive });
+      for (const scope of [...(byResource.graph ?? []), ...(byResource.outlook ?? [])]) delegated.add(scope);
+      const roles = requiredAppRoles({ send, receive });
+      for (const role of roles.graph) appRoles.add(`${cloud.graphResource}/${role}`);
+      for (const role of roles.outlook) appRoles.add(`${cloud.outlookAppResource}/${role}`);
+    }
+  }
+  return { delegated: [...delegated].sort(), appRoles: [...appRoles].sort() };
 }

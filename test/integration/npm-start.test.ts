@@ -5,9 +5,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, isPortFree } from '../../local/free-port.js';
+import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
 import { waitFor } from '../support/wait.js';
 
-/** `npm start` as a newcomer runs it: build, Azurite, storage layout, local host, health. */
+function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
+  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
+  return result;
+}
+
+/**
+ * `npm start` as a newcomer runs it: build, Azurite, the sandbox identity platform with its demo
+ * tenant, storage layout, local host, health, and a printed consent link that connects.
+ */
 describe('npm start', () => {
   const repo = fileURLToPath(new URL('../../', import.meta.url));
   let dataDir: string | undefined;
@@ -16,13 +25,14 @@ describe('npm start', () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('answers GET /api/health with 200 within 60 s and stops everything on Ctrl-C', async () => {
+  it('answers GET /api/health, connects the demo tenant through the printed link, and stops everything on Ctrl-C', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'npm-start-'));
     const port = await freePort();
     const azurite = [await freePort(), await freePort(), await freePort()];
+    const sandbox = [await freePort(), await freePort()];
     const child = spawn(
       'npm',
-      ['start', '--', '--port', String(port), '--azurite-ports', azurite.join(','), '--data-dir', dataDir],
+      ['start', '--', '--port', String(port), '--azurite-ports', azurite.join(','), '--sandbox-ports', sandbox.join(','), '--data-dir', dataDir],
       {
         cwd: repo,
         detached: true,
@@ -47,6 +57,20 @@ describe('npm start', () => {
       expect(health.status).toBe('healthy');
       expect(Object.values(health.checks).map((c) => c.status)).toEqual(['ok', 'ok', 'ok', 'ok']);
       expect(output).toContain(`http://localhost:${port}/api/health`);
+
+      // The demo: the printed delegated link, the sandbox's account picker, the printed user.
+      const link = /^\s+delegated:\s+(\S+)$/m.exec(output)?.[1];
+      const user = /Sign in as (\S+) \(a user\)/.exec(output)?.[1];
+      expect(link, output).toMatch(new RegExp(`^http://localhost:${port}/api/connect/`));
+      expect(user, output).toMatch(/^megan@/);
+      const landing = page(await new SandboxBrowser([]).open(link ?? ''));
+      expect(landing.heading).toMatch(/^Connect Microsoft 365 mail to /);
+      const picker = page(await landing.click('Continue to Microsoft'));
+      expect(picker.url.origin).toBe(`http://localhost:${sandbox[1]}`);
+      const consent = page(await picker.click(user ?? ''));
+      const result = page(await consent.click('Accept'));
+      expect(result.heading, result.text).toBe('Microsoft 365 is connected');
+      expect(result.text).toContain(user);
     } finally {
       if (child.pid) process.kill(-child.pid, 'SIGINT');
     }
@@ -55,6 +79,6 @@ describe('npm start', () => {
     const { code, signal } = await exited;
     expect(code === 0 || signal === 'SIGINT', `npm exited with ${String(code)} / ${String(signal)}`).toBe(true);
     expect(output).toContain('Stopping…');
-    for (const p of [port, ...azurite]) expect(await isPortFree(p), `port ${p} released`).toBe(true);
+    for (const p of [port, ...azurite, ...sandbox]) expect(await isPortFree(p), `port ${p} released`).toBe(true);
   }, 120_000);
 });
