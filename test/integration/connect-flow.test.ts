@@ -1,5 +1,6 @@
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { generateApiKey } from '../../src/api/auth/api-keys.js';
 import { ConnectorKeys } from '../../src/identity/connector-keys.js';
 import { ConsentLinks } from '../../src/identity/consent-links.js';
 import { keys } from '../../src/store/repositories.js';
@@ -62,6 +63,18 @@ async function pickAndAccept(picker: SandboxPage, upn: string): Promise<SandboxP
 /** A delegated sign-in as `upn`, accepting the permissions; returns the page the connector shows. */
 async function signIn(link: string, upn: string): Promise<SandboxPage> {
   return page(await pickAndAccept(await toMicrosoft(link), upn));
+}
+
+/**
+ * An application connect as the administrator `upn`: sign-in (accepting the sign-in permissions
+ * if asked), then the organization-wide consent (picking the account again: the sandbox keeps no
+ * session). Returns the page the connector shows.
+ */
+async function adminConsents(link: string, upn: string): Promise<SandboxPage> {
+  const signedIn = page(await (await toMicrosoft(link)).click(upn));
+  const atAdminConsent = hasButton(signedIn, 'Accept') && !/adminconsent/.test(signedIn.url.pathname) ? page(await signedIn.click('Accept')) : signedIn;
+  const consent = /adminconsent/.test(atAdminConsent.url.pathname) && hasButton(atAdminConsent, upn) ? page(await atAdminConsent.click(upn)) : atAdminConsent;
+  return page(await consent.click('Accept'));
 }
 
 /** The callback request the sandbox would send for a delegated sign-in, held back. */
@@ -225,10 +238,7 @@ describe('application connect', () => {
     const connection = await env.createConnection({ customerId: 'flow-application', mode: 'application' });
     const landing = page(await new SandboxBrowser([]).open(await env.link(connection)));
     expect(landing.text).toMatch(/Global Administrator/);
-    const signedIn = page(await page(await landing.click('Continue to Microsoft')).click(fabrikam.admin.userPrincipalName));
-    const adminConsent = signedIn.forms.some((form) => form.buttons.some((b) => b.text === 'Accept')) && !/adminconsent/.test(signedIn.url.pathname) ? page(await signedIn.click('Accept')) : signedIn;
-    const picker = /adminconsent/.test(adminConsent.url.pathname) && adminConsent.forms.some((f) => f.buttons.some((b) => b.text.includes(fabrikam.admin.userPrincipalName))) ? page(await adminConsent.click(fabrikam.admin.userPrincipalName)) : adminConsent;
-    const result = page(await picker.click('Accept'));
+    const result = await adminConsents(await env.link(connection), fabrikam.admin.userPrincipalName);
     expect(result.heading, result.text).toBe('Microsoft 365 is connected');
 
     const consent = (await env.sandbox.control.listConsents(fabrikam.tenant.id)).find((c) => c.clientId === env.clientId);
@@ -349,5 +359,82 @@ describe('Microsoft failing', () => {
     } finally {
       await env.sandbox.control.failTokenRequests({ status: 503, count: 0 });
     }
+  });
+});
+
+describe('through the vendor API', () => {
+  let apiKey: string;
+
+  beforeAll(async () => {
+    const { key, record } = generateApiKey('*', 'connect-flow tests', new Date());
+    await env.services.repositories.apiKeys.create(keys.apiKey(record.prefix), record);
+    apiKey = key;
+  });
+
+  async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+    const response = await fetch(`${env.baseUrl}/api/v1/${path}`, {
+      method,
+      headers: { authorization: `Bearer ${apiKey}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  it('creating a connection returns its consent link, which connects it; disconnecting removes its tokens and says so', async () => {
+    expect((await api('PUT', 'customers/api-flow', { displayName: 'API flow' })).status).toBe(201);
+    const created = await api('POST', 'customers/api-flow/connections', { mode: 'delegated', transports: { send: 'smtp', receive: 'imap' } });
+    expect(created.status).toBe(201);
+    const consent = created.body.consent as { url: string; expiresAt: string };
+    expect(consent.url).toMatch(new RegExp(`^${env.baseUrl}/api/connect/[\\w-]+\\.[\\w-]+$`));
+    // Seven days by default.
+    expect(Date.parse(consent.expiresAt) - Date.now()).toBeGreaterThan(7 * 86_400_000 - 60_000);
+    const id = created.body.id as string;
+
+    const connected = await signIn(consent.url, fabrikam.user.userPrincipalName);
+    expect(connected.heading).toBe('Microsoft 365 is connected');
+    const shown = await api('GET', `customers/api-flow/connections/${id}`);
+    expect(shown.body).toMatchObject({ state: 'connected', tenantId: fabrikam.tenant.id });
+    expect(JSON.stringify(shown.body)).not.toMatch(/RefreshToken|secret|eyJ0eXAi/);
+    // A delegated connection needs no Exchange service principal.
+    expect((await api('GET', `customers/api-flow/connections/${id}/exchange-setup`)).status).toBe(409);
+
+    const reconnect = await api('POST', `customers/api-flow/connections/${id}/consent-link`);
+    expect(reconnect.status).toBe(200);
+    const adminGrant = await api('POST', `customers/api-flow/connections/${id}/consent-link`, { purpose: 'admin-grant' });
+    expect(adminGrant.status).toBe(200);
+    const adminLanding = page(await new SandboxBrowser([]).open((adminGrant.body as { url: string }).url));
+    expect(adminLanding.text).toMatch(/administrator/i);
+
+    expect(await env.tokenCache(id)).toBeDefined();
+    const disconnected = await api('POST', `customers/api-flow/connections/${id}/disconnect`);
+    expect(disconnected.body).toMatchObject({ state: 'disconnected', stateReason: { code: 'disconnected_by_vendor' } });
+    expect(await env.tokenCache(id)).toBeUndefined();
+    const events = (await env.services.repositories.events.all('api-flow')).filter((event) => event.connectionId === id);
+    expect(events.map((event) => [event.type, (event.data as { to?: string }).to])).toEqual([
+      ['connection.created', undefined],
+      ['connection.state_changed', 'connected'],
+      ['connection.state_changed', 'disconnected'],
+    ]);
+    // Its links are dead now, the one in the customer's inbox included; no new one is issued.
+    expect(page(await new SandboxBrowser([]).open((reconnect.body as { url: string }).url)).status).toBe(410);
+    expect((await api('POST', `customers/api-flow/connections/${id}/consent-link`)).status).toBe(409);
+  });
+
+  it('gives an application connection with Exchange protocols the PowerShell for its tenant once connected', async () => {
+    expect((await api('PUT', 'customers/api-exchange', {})).status).toBe(201);
+    const created = await api('POST', 'customers/api-exchange/connections', {
+      mode: 'application',
+      transports: { send: 'smtp', receive: 'imap' },
+      mailboxes: [{ address: `support@${contoso.domain}` }],
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = created.body.id as string;
+    expect((await api('GET', `customers/api-exchange/connections/${id}/exchange-setup`)).status).toBe(409);
+    await adminConsents((created.body.consent as { url: string }).url, contoso.admin.userPrincipalName);
+    const setup = await api('GET', `customers/api-exchange/connections/${id}/exchange-setup`);
+    expect(setup.status).toBe(200);
+    expect(JSON.stringify(setup.body)).toContain('New-ServicePrincipal');
+    expect(JSON.stringify(setup.body)).toContain(`support@${contoso.domain}`);
+    expect(JSON.stringify(setup.body)).toContain(env.clientId);
   });
 });
