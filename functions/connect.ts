@@ -8,6 +8,7 @@ import {
   startHandler,
 } from '../src/connect/connect-http.js';
 import { connectRuntime } from '../src/connect/runtime.js';
+import { sweepExpiredHandler } from '../src/connect/sweep-expired.js';
 
 // The pages a customer's user or admin opens, and the redirect URIs registered on the app
 // (…/connect/callback and …/connect/admin-callback). Anonymous: the links and states carry the proof.
@@ -17,3 +18,6 @@ app.http('connect-callback', { route: 'connect/callback', methods: ['POST'], aut
 app.http('connect-admin-callback', { route: 'connect/admin-callback', methods: ['GET'], authLevel: 'anonymous', handler: adminConsentCallbackHandler(connectRuntime) });
 app.http('connect-result', { route: 'connect/result/{id}', methods: ['GET'], authLevel: 'anonymous', handler: resultHandler(connectRuntime) });
 app.http('connect-problem', { route: 'connect/problem/{reason}', methods: ['GET'], authLevel: 'anonymous', handler: problemHandler(connectRuntime) });
+
+// Expired sign-in states and result pages, removed hourly (UTC), at an odd minute to stay clear of other timers.
+app.timer('connect-sweep', { schedule: '0 17 * * * *', handler: sweepExpiredHandler });

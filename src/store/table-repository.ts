@@ -189,7 +189,21 @@ export class TableRepository<T> {
   ): Promise<Page<T>> {
     assertValidKey({ partitionKey, rowKey: '' });
     if (options.continuationToken !== undefined) assertContinuationShape(options.continuationToken);
-    const filter = rangeFilter(partitionKey, options.range ?? {});
+    return this.queryPage(rangeFilter(partitionKey, options.range ?? {}), options);
+  }
+
+  /**
+   * One page, across partitions, of the rows whose ISO-8601 `property` is before `before`: for
+   * housekeeping of short-lived rows (a table scan; keep it to tables that stay small).
+   */
+  async pageBefore(property: string, before: string, options: { pageSize?: number; continuationToken?: string } = {}): Promise<Page<T>> {
+    if (!/^[A-Za-z_]\w{0,254}$/.test(property)) throw new RangeError(`"${property}" is not a property name`);
+    if (options.continuationToken !== undefined) assertContinuationShape(options.continuationToken);
+    // A string literal in OData doubles its quotes (the SDK's `odata` tag does this only after text).
+    return this.queryPage(`${property} lt '${before.replaceAll("'", "''")}'`, options);
+  }
+
+  private async queryPage(filter: string, options: { pageSize?: number; continuationToken?: string }): Promise<Page<T>> {
     const pages = this.client
       .listEntities<TableProperties>({ queryOptions: { filter } })
       .byPage({ maxPageSize: options.pageSize ?? 100, ...(options.continuationToken && { continuationToken: options.continuationToken }) });

@@ -18,6 +18,7 @@ const expected = [
   // One HTTP function per API operation, all anonymous at the host: the API checks its own credentials.
   ...apiRoutes.map((route) => ({ name: route.name, trigger: 'httpTrigger', route: route.path, methods: [route.method], authLevel: 'anonymous' })),
   { name: 'deliver-event', trigger: 'queueTrigger', queueName: 'deliver-event', connection: 'AzureWebJobsStorage' },
+  { name: 'connect-sweep', trigger: 'timerTrigger', schedule: '0 17 * * * *' },
   // The connect pages and the two redirect URIs registered on the vendor's app.
   ...(
     [
