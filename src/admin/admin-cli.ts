@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { type AdminDeps, type CliOutput, type CommandContext } from './cli-support.js';
+import { registerConnectCommands } from './commands/connect.js';
 import { registerCustomerCommands } from './commands/customers.js';
 import { registerEventCommands } from './commands/events.js';
 import { registerIssuerCommands } from './commands/issuers.js';
@@ -9,14 +10,15 @@ import { registerWebhookCommands } from './commands/webhooks.js';
 export { AdminError, type AdminDeps, type CliOutput } from './cli-support.js';
 
 /**
- * The admin CLI (`npm run connector -- …`): API keys, customers, token issuers, webhook endpoints
- * and event replay, against the same storage and secret store as the functions. Secrets it makes
+ * The admin CLI (`npm run connector -- …`): API keys, customers, token issuers, webhook endpoints,
+ * event replay, and signing users in to delegated connections (device code, or password where
+ * ALLOW_ROPC permits), against the same storage and secret store as the functions. Secrets it makes
  * (API keys, webhook signing secrets) are printed once and stored only as hashes or in the
  * secret store.
  */
 export function buildAdminCli(deps: () => Promise<AdminDeps>, io: CliOutput): Command {
   const program = new Command('connector')
-    .description('Administer m365-connector: API keys, customers, token issuers, webhook endpoints, events.')
+    .description('Administer m365-connector: API keys, customers, token issuers, webhook endpoints, events, sign-ins.')
     .configureOutput({ writeOut: (text) => { io.out(text.replace(/\n$/, '')); }, writeErr: (text) => { io.err(text.replace(/\n$/, '')); } })
     .exitOverride()
     .showHelpAfterError();
@@ -32,5 +34,6 @@ export function buildAdminCli(deps: () => Promise<AdminDeps>, io: CliOutput): Co
   registerIssuerCommands(program, context);
   registerWebhookCommands(program, context);
   registerEventCommands(program, context);
+  registerConnectCommands(program, context);
   return program;
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, Option } from 'commander';
+import type { PasswordSignInDeps } from '../connect/password-sign-in.js';
 import type { CustomerScope } from '../domain/access.js';
 import { customerIdSchema } from '../domain/customer.js';
 import { EVENT_TYPES, type EventType } from '../domain/events.js';
@@ -14,6 +15,15 @@ export interface AdminDeps {
   replay: ReplayDeps;
   allowPrivateNetworkUrls: boolean;
   now(): Date;
+  /** Signing in to delegated connections; absent when no app registration is configured (ENTRA_CLIENT_ID). */
+  connect?: ConnectCommandDeps;
+}
+
+export interface ConnectCommandDeps {
+  /** The connect flow's pieces, and ALLOW_ROPC from the configuration. */
+  signIn: PasswordSignInDeps;
+  /** The user's password for `connect --password`: never from the command line (see read-password.ts). */
+  readPassword(): Promise<string>;
 }
 
 export interface CliOutput {

@@ -7,6 +7,8 @@ import { ConfigError } from '../config.js';
 import { readLocalSettings } from '../local-settings.js';
 import { redactText } from '../telemetry/redact.js';
 import { AdminError, buildAdminCli } from './admin-cli.js';
+import { adminDeps } from './admin-deps.js';
+import { readPassword } from './read-password.js';
 
 // `npm run connector -- <command>`: the settings come from the environment, then
 // local.settings.json, then the sandbox a default `npm start` runs (when no real app is
@@ -17,16 +19,12 @@ Object.assign(process.env, settings.values);
 if (settings.sandboxCaPem !== undefined) tls.setDefaultCACertificates([...tls.getCACertificates('default'), settings.sandboxCaPem]);
 
 const program = buildAdminCli(
-  async () => {
-    const services = await getServices();
-    return {
-      repositories: services.repositories,
-      webhookSecrets: services.webhookSecrets,
-      replay: { events: services.repositories.events, queues: services.queues },
-      allowPrivateNetworkUrls: services.config.allowPrivateNetworkUrls,
-      now: () => new Date(),
-    };
-  },
+  async () =>
+    adminDeps(await getServices(), () =>
+      readPassword(process.env, process.stdin, (text) => {
+        process.stderr.write(text);
+      }),
+    ),
   { out: (text) => { process.stdout.write(`${text}\n`); }, err: (text) => { process.stderr.write(`${text}\n`); } },
 );
 

@@ -8,7 +8,8 @@ import { ConnectionTokenCache } from './token-cache-store.js';
 /**
  * Access tokens for a connected connection, per resource: Graph, or Exchange for IMAP/POP/SMTP.
  * Delegated connections use the refresh token in their own msal cache (msal refreshes and rotates
- * it, and the plugin saves the cache when it changed); a resource the sign-in did not ask for is
+ * it, and the plugin saves the cache when it changed), as the same kind of client that signed in:
+ * public for device code, confidential otherwise; a resource the sign-in did not ask for is
  * obtained silently with the same refresh token. Application connections use client credentials
  * at the connection's tenant.
  */
@@ -41,7 +42,13 @@ export class AccessTokens {
     const app = this.deps.msal.app(connection.appId);
     const scopes = delegatedScopes(app.cloud, connection.transports).byResource[resource];
     if (!scopes) throw new NotConnectedError(connection.id, `its transports use no ${resource} permission`);
-    const client = await this.deps.msal.delegated(connection.appId, tenantId, new ConnectionTokenCache(this.deps.secrets, connection.id));
+    const cache = new ConnectionTokenCache(this.deps.secrets, connection.id);
+    // Microsoft binds a refresh token to the kind of client it was issued to: a device code sign-in's
+    // must be redeemed without the app's credential (AADSTS700025 otherwise).
+    const client =
+      connection.signInMethod === 'device-code'
+        ? this.deps.msal.publicClient(connection.appId, tenantId, cache)
+        : await this.deps.msal.delegated(connection.appId, tenantId, cache);
     const cached = await client.getTokenCache().getAccountByHomeId(`${account.oid}.${tenantId}`);
     if (!cached) throw new NotConnectedError(connection.id, 'its token cache holds no account');
     return toAccessToken(await client.acquireTokenSilent({ account: cached, scopes, authority: this.deps.msal.authority(app, tenantId) }), account.upn);

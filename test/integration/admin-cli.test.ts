@@ -18,7 +18,7 @@ describe('admin CLI', () => {
     expect(all.map((c) => c.join(' '))).toEqual(expect.arrayContaining([
       'keys create', 'keys list', 'keys revoke', 'customers create', 'customers list', 'customers show',
       'issuers add', 'issuers list', 'issuers remove', 'webhooks add', 'webhooks list', 'webhooks rotate-secret',
-      'webhooks enable', 'webhooks disable', 'webhooks remove', 'events replay',
+      'webhooks enable', 'webhooks disable', 'webhooks remove', 'events replay', 'connect',
     ]));
     for (const path of all) {
       const lines: string[] = [];
@@ -33,6 +33,12 @@ describe('admin CLI', () => {
       .parseAsync(['node', 'connector', 'keys', 'create', '--help'])
       .catch(() => undefined);
     expect(keysCreate.join('\n')).toMatch(/--customer <id>[\s\S]*--all/);
+    // The password never goes on the command line; where it comes from is on the help page.
+    const connect: string[] = [];
+    await buildAdminCli(noServices, { out: (t) => connect.push(t), err: (t) => connect.push(t) })
+      .parseAsync(['node', 'connector', 'connect', '--help'])
+      .catch(() => undefined);
+    expect(connect.join(' ').replace(/\s+/g, ' ')).toMatch(/--device-code[\s\S]*--password .*ALLOW_ROPC=true.*from CONNECT_PASSWORD when set, else from standard input/);
   });
 
   it('refuses unclear input before touching storage', async () => {

@@ -608,6 +608,109 @@ describe('device code', () => {
       clockOffset = 0;
     }
   });
+
+  it('lets only a public client redeem the refresh token of a device code sign-in (else AADSTS700025)', async () => {
+    const { tenant, user } = await createDirectory('Device Refresh');
+    const { clientId, secret } = await createApp({ publicClient: true });
+    const response = await fetch(`${sandbox.httpsBase}/organizations/oauth2/v2.0/devicecode`, { method: 'POST', body: new URLSearchParams({ client_id: clientId, scope: `${OUTLOOK_IMAP} offline_access` }) });
+    const code = (await response.json()) as { device_code: string; user_code: string; verification_uri: string };
+    const picker = expectPage(await expectPage(await browser.open(code.verification_uri)).click('Next', { otc: code.user_code }));
+    await expectPage(await picker.click(user.userPrincipalName)).click('Accept');
+    const signedIn = await postToken('organizations', { grant_type: 'device_code', client_id: clientId, device_code: code.device_code, scope: `${OUTLOOK_IMAP} offline_access` });
+    const refreshToken = String(signedIn.body.refresh_token);
+
+    const refresh = { grant_type: 'refresh_token', client_id: clientId, refresh_token: refreshToken, scope: OUTLOOK_IMAP };
+    const withSecret = await postToken(tenant.id, { ...refresh, client_secret: secret });
+    expect(withSecret.status).toBe(401);
+    expect(withSecret.body).toMatchObject({ error: 'invalid_client', error_codes: [700025] });
+    expect(aadstsOf(withSecret.body.error_description)).toBe('700025');
+    const asPublicClient = await postToken(tenant.id, refresh);
+    expect(asPublicClient.status).toBe(200);
+    expect(decodeJwt(String(asPublicClient.body.access_token))).toMatchObject({ appidacr: '0' });
+    // The rotated refresh token is a public client's too.
+    expect((await postToken(tenant.id, { ...refresh, refresh_token: String(asPublicClient.body.refresh_token), client_secret: secret })).body).toMatchObject({ error_codes: [700025] });
+    expect((await sandbox.control.issued(clientId)).refreshTokens.every((t) => t.publicClient === true)).toBe(true);
+  });
+});
+
+describe('password grant (ROPC)', () => {
+  const PASSWORD = 'correct horse battery staple';
+
+  async function directoryWithPasswords(name: string) {
+    const directory = await createDirectory(name);
+    const domain = directory.tenant.domains[0] ?? '';
+    const service = await sandbox.control.createUser(directory.tenant.id, { userPrincipalName: `svc@${domain}`, password: PASSWORD });
+    return { ...directory, service };
+  }
+
+  const passwordForm = (clientId: string, username: string, password: string, extra: Record<string, string> = {}) => ({
+    grant_type: 'password',
+    client_id: clientId,
+    username,
+    password,
+    scope: `${GRAPH_MAIL_SEND} openid profile offline_access`,
+    ...extra,
+  });
+
+  it('signs a user in with name and password, as msal-node sends it for a confidential and a public client', async () => {
+    const { tenant, service } = await directoryWithPasswords('Ropc');
+    expect(service).toMatchObject({ hasPassword: true });
+    expect(service).not.toHaveProperty('passwordHash');
+    expect(JSON.stringify(await sandbox.control.listUsers(tenant.id))).not.toMatch(/scrypt|horse/);
+    const { clientId, secret } = await createApp({ publicClient: true });
+    await sandbox.control.grantConsent(tenant.id, { clientId });
+
+    // eslint-disable-next-line @typescript-eslint/no-deprecated -- ROPC is what is tested
+    const confidential = await confidentialClient(clientId, { clientSecret: secret }).acquireTokenByUsernamePassword({ scopes: [GRAPH_MAIL_SEND], username: service.userPrincipalName, password: PASSWORD });
+    expect(decodeJwt(confidential?.accessToken ?? '')).toMatchObject({ aud: 'https://graph.microsoft.com', upn: service.userPrincipalName, appidacr: '1', tid: tenant.id });
+    expect(confidential?.idTokenClaims).toMatchObject({ preferred_username: service.userPrincipalName, tid: tenant.id });
+
+    const options = sandbox.msalAuthOptions(tenant.id);
+    const publicClient = new PublicClientApplication({ auth: { clientId, authority: options.authority, knownAuthorities: options.knownAuthorities } });
+    // eslint-disable-next-line @typescript-eslint/no-deprecated -- ROPC is what is tested
+    const viaPublic = await publicClient.acquireTokenByUsernamePassword({ scopes: [GRAPH_MAIL_SEND], username: service.userPrincipalName.toUpperCase(), password: PASSWORD });
+    expect(decodeJwt(viaPublic?.accessToken ?? '')).toMatchObject({ appidacr: '0', oid: service.id });
+    if (!viaPublic?.account) throw new Error('no account');
+    const refreshed = await publicClient.acquireTokenSilent({ account: viaPublic.account, scopes: [GRAPH_MAIL_SEND], forceRefresh: true });
+    expect(refreshed.accessToken).not.toBe(viaPublic.accessToken);
+  });
+
+  it('refuses a wrong or absent password (50126), an unknown user (50034), /common (9001023) and a public client the app does not allow (7000218)', async () => {
+    const { tenant, admin, service } = await directoryWithPasswords('Ropc Refusals');
+    const other = await directoryWithPasswords('Ropc Elsewhere');
+    const { clientId, secret } = await createApp();
+    await sandbox.control.grantConsent(tenant.id, { clientId });
+    const refusal = async (segment: string, form: Record<string, string>) => {
+      const { status, body } = await postToken(segment, form);
+      return { status, error: body.error, code: aadstsOf(body.error_description) };
+    };
+    const withSecret = { client_secret: secret };
+    expect(await refusal('organizations', passwordForm(clientId, service.userPrincipalName, 'wrong', withSecret))).toEqual({ status: 400, error: 'invalid_grant', code: '50126' });
+    expect(await refusal('organizations', passwordForm(clientId, service.userPrincipalName, '', withSecret))).toEqual({ status: 400, error: 'invalid_grant', code: '50126' });
+    expect(await refusal(tenant.id, passwordForm(clientId, admin.userPrincipalName, PASSWORD, withSecret))).toEqual({ status: 400, error: 'invalid_grant', code: '50126' });
+    expect(await refusal('organizations', passwordForm(clientId, `nobody@${tenant.domains[0] ?? ''}`, PASSWORD, withSecret))).toEqual({ status: 400, error: 'invalid_grant', code: '50034' });
+    expect(await refusal(tenant.id, passwordForm(clientId, other.service.userPrincipalName, PASSWORD, withSecret))).toEqual({ status: 400, error: 'invalid_grant', code: '50034' });
+    expect(await refusal('common', passwordForm(clientId, service.userPrincipalName, PASSWORD, withSecret))).toEqual({ status: 400, error: 'invalid_request', code: '9001023' });
+    expect(await refusal('organizations', passwordForm(clientId, service.userPrincipalName, PASSWORD))).toEqual({ status: 401, error: 'invalid_client', code: '7000218' });
+    const { username: _username, ...withoutUsername } = passwordForm(clientId, service.userPrincipalName, PASSWORD, withSecret);
+    expect(await refusal('organizations', withoutUsername)).toEqual({ status: 400, error: 'invalid_request', code: '900144' });
+    expect((await postToken('organizations', passwordForm(clientId, service.userPrincipalName, PASSWORD, withSecret))).status).toBe(200);
+  });
+
+  it('cannot consent: a permission nobody granted is AADSTS65001 consent_required, whatever the policy; Conditional Access still blocks (53003)', async () => {
+    const { tenant, service } = await directoryWithPasswords('Ropc Consent');
+    const { clientId, secret } = await createApp();
+    const form = passwordForm(clientId, service.userPrincipalName, PASSWORD, { client_secret: secret });
+    expect((await postToken(tenant.id, form)).body).toMatchObject({ error: 'invalid_grant', error_codes: [65001], suberror: 'consent_required' });
+    await sandbox.control.setTenantPolicies(tenant.id, { userConsentBlocked: true });
+    expect((await postToken(tenant.id, form)).body).toMatchObject({ error: 'invalid_grant', error_codes: [65001], suberror: 'consent_required' });
+    await sandbox.control.grantConsent(tenant.id, { clientId });
+    const issued = await postToken(tenant.id, form);
+    expect(issued.status).toBe(200);
+    expect(issued.body).toMatchObject({ token_type: 'Bearer', refresh_token: expect.stringMatching(/^1\.A/) as unknown, id_token: expect.any(String) as unknown });
+    await sandbox.control.setTenantPolicies(tenant.id, { conditionalAccessBlocked: true });
+    expect((await postToken(tenant.id, form)).body).toMatchObject({ error: 'invalid_grant', error_codes: [53003], suberror: 'message_only' });
+  });
 });
 
 describe('control API', () => {

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../local/free-port.js';
 import { startLocalHost, type LocalHost } from '../../local/host/host.js';
-import { startSandboxIdentity, type RunningSandboxIdentity, type SigningKeyMaterial } from '../../local/sandbox/identity/index.js';
+import { startSandboxIdentity, type RunningSandboxIdentity, type SandboxIdentityOptions, type SigningKeyMaterial } from '../../local/sandbox/identity/index.js';
 import type { Tenant, User } from '../../local/sandbox/identity/sandbox-state.js';
 import { getServices, type IdentityServices, type Services } from '../../src/composition.js';
 import { createConnection } from '../../src/connections/connections.js';
@@ -72,12 +72,14 @@ export interface ConnectEnvironmentOptions {
   env?: NodeJS.ProcessEnv;
   /** The sandbox's token signing key (the one the test mail server trusts). */
   signingKey?: SigningKeyMaterial;
+  /** Shorter sandbox lifetimes (device code polling) or a movable clock (to expire codes). */
+  sandbox?: Pick<SandboxIdentityOptions, 'lifetimes' | 'now'>;
 }
 
 export async function startConnectEnvironment(options: ConnectEnvironmentOptions): Promise<ConnectEnvironment> {
   const directory = await mkdtemp(join(tmpdir(), 'connect-'));
   const defaultCas = tls.getCACertificates('default');
-  const sandbox = await startSandboxIdentity({ caDirectory: join(directory, 'ca'), ...(options.signingKey && { signingKey: options.signingKey }) });
+  const sandbox = await startSandboxIdentity({ caDirectory: join(directory, 'ca'), ...options.sandbox, ...(options.signingKey && { signingKey: options.signingKey }) });
   tls.setDefaultCACertificates([...defaultCas, sandbox.caPem]);
   const port = await freePort();
   const baseUrl = `http://localhost:${port}`;

@@ -26,6 +26,14 @@ describe('loadConfig', () => {
     });
   });
 
+  it('keeps password sign-in (ROPC) off unless ALLOW_ROPC=true', () => {
+    const env = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', HOME: '/h', ENTRA_CLIENT_ID: MI };
+    expect(loadConfig(env).identity?.allowRopc).toBe(false);
+    expect(loadConfig({ ...env, ALLOW_ROPC: ' TRUE ' }).identity?.allowRopc).toBe(true);
+    expect(loadConfig({ ...env, ALLOW_ROPC: 'false' }).identity?.allowRopc).toBe(false);
+    expect(problemsOf({ ...env, ALLOW_ROPC: 'yes' })).toEqual([expect.stringMatching(/^ALLOW_ROPC: must be "true" or "false"/)]);
+  });
+
   it('reads the webhook retry schedule and the local-development network setting', () => {
     const config = loadConfig({
       AzureWebJobsStorage: 'UseDevelopmentStorage=true',

@@ -214,6 +214,8 @@ export const aadsts = {
       `The client application ${clientId} is missing service principal in the tenant ${tenantId}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119`,
       401,
     ),
+  publicClientPresentedCredential: () =>
+    new AadstsError(700025, 'invalid_client', "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.", 401),
   credentialRequired: () =>
     new AadstsError(7000218, 'invalid_client', "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", 401),
   invalidClientSecret: (clientId: string) =>
@@ -257,6 +259,13 @@ export const aadsts = {
       'invalid_request',
       `No matching federated identity record found for presented assertion. Assertion Issuer: '${issuer}'. Assertion Subject: '${subject}'. Assertion Audience: '${audience}'.`,
     ),
+  userNotFound: (directory: string) =>
+    new AadstsError(
+      50034,
+      'invalid_grant',
+      `The user account {EmailHidden} does not exist in the ${directory} directory. To sign into this application, the account must be added to the directory.`,
+    ),
+  invalidUsernameOrPassword: () => new AadstsError(50126, 'invalid_grant', 'Error validating credentials due to invalid username or password.'),
   authorizationPending: () =>
     new AadstsError(70016, 'authorization_pending', 'OAuth 2.0 device flow error. Authorization is pending. Continue polling.'),
   authorizationDeclined: () =>

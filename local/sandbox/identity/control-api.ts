@@ -21,11 +21,13 @@ import {
   type ConsentView,
   type IssuedView,
   type MailboxView,
+  type UserView,
 } from './control-schemas.js';
 import { jsonResponse, type Handler, type Route, type SandboxResponse } from './http.js';
 import { parsePermissionReference, resourceByAppId } from './resources.js';
 import type { AppRegistration, FederatedCredential, Mailbox, SandboxState, Tenant, User } from './sandbox-state.js';
 import type { TokenFaults } from './token-faults.js';
+import { hashPassword } from './user-passwords.js';
 
 /**
  * The control API, JSON under /_sandbox/ on the HTTPS listener: what a test or a demo needs to set
@@ -62,6 +64,11 @@ function newSecretValue(): string {
 function initialDomain(displayName: string): string {
   const slug = displayName.toLowerCase().replace(/[^a-z0-9]+/g, '').slice(0, 27) || 'tenant';
   return `${slug}${randomBytes(2).toString('hex')}.onmicrosoft.com`;
+}
+
+function userView(user: User): UserView {
+  const { passwordHash, ...view } = user;
+  return { ...view, hasPassword: passwordHash !== undefined };
 }
 
 function appView(app: AppRegistration): AppView {
@@ -125,7 +132,7 @@ class ControlOperations {
     return tenant;
   }
 
-  createUser(tenantId: string, body: unknown): User {
+  createUser(tenantId: string, body: unknown): UserView {
     const tenant = this.tenant(tenantId);
     const input = parse(createUserInput, body);
     if (this.state.userByIdOrUpn(tenant.id, input.userPrincipalName)) throw new ControlError(409, `${input.userPrincipalName} already exists.`);
@@ -136,14 +143,15 @@ class ControlOperations {
       displayName: input.displayName ?? input.userPrincipalName.replace(/@.*/, ''),
       isAdmin: input.isAdmin ?? false,
       tokensValidFrom: 0,
+      ...(input.password !== undefined && { passwordHash: hashPassword(input.password) }),
     };
     this.state.data.users.push(user);
     this.state.data.mailboxes.push({ tenantId: tenant.id, address: user.userPrincipalName, displayName: user.displayName, kind: 'user', fullAccess: [user.id] });
-    return user;
+    return userView(user);
   }
 
-  listUsers(tenantId: string): User[] {
-    return this.state.usersOf(this.tenant(tenantId).id);
+  listUsers(tenantId: string): UserView[] {
+    return this.state.usersOf(this.tenant(tenantId).id).map(userView);
   }
 
   /** "Revoke sessions" (AADSTS50173), or the inactivity window passing for the user's sessions (AADSTS700082). */
@@ -319,7 +327,13 @@ class ControlOperations {
     const { codes, refreshTokens, deviceCodes } = this.state.data;
     return {
       codes: codes.filter(mine).map((c) => ({ clientId: c.clientId, user: upn(c.userId) ?? c.userId, scope: c.scope, issuedAt: c.issuedAt, expiresAt: c.expiresAt, ...(c.redeemedAt === undefined ? {} : { redeemedAt: c.redeemedAt }) })),
-      refreshTokens: refreshTokens.filter(mine).map((t) => ({ clientId: t.clientId, user: upn(t.userId) ?? t.userId, issuedAt: t.issuedAt, ...(t.lastRedeemedAt === undefined ? {} : { lastRedeemedAt: t.lastRedeemedAt }) })),
+      refreshTokens: refreshTokens.filter(mine).map((t) => ({
+        clientId: t.clientId,
+        user: upn(t.userId) ?? t.userId,
+        issuedAt: t.issuedAt,
+        ...(t.lastRedeemedAt === undefined ? {} : { lastRedeemedAt: t.lastRedeemedAt }),
+        ...(t.publicClient === undefined ? {} : { publicClient: t.publicClient }),
+      })),
       deviceCodes: deviceCodes.filter(mine).map((d) => ({ clientId: d.clientId, userCode: d.userCode, status: d.status, ...(d.userId === undefined ? {} : { user: upn(d.userId) }) })),
     };
   }

@@ -17,9 +17,10 @@ import type {
   RevokeSessionsInput,
   TenantPoliciesInput,
   TokenFaultInput,
+  UserView,
 } from './control-schemas.js';
 import { CONTROL_PREFIX } from './control-api.js';
-import type { FederatedCredential, Tenant, User } from './sandbox-state.js';
+import type { FederatedCredential, Tenant } from './sandbox-state.js';
 
 /**
  * A typed client for the sandbox's control API (control-api.ts). It speaks HTTPS with the
@@ -85,11 +86,12 @@ export class SandboxControl {
     return this.call('PATCH', `/tenants/${enc(tenant)}/policies`, policies);
   }
 
-  createUser(tenant: string, input: CreateUserInput): Promise<User> {
+  /** A user and their mailbox; `password` lets them use the password grant (ROPC). */
+  createUser(tenant: string, input: CreateUserInput): Promise<UserView> {
     return this.call('POST', `/tenants/${enc(tenant)}/users`, input);
   }
 
-  listUsers(tenant: string): Promise<User[]> {
+  listUsers(tenant: string): Promise<UserView[]> {
     return this.call('GET', `/tenants/${enc(tenant)}/users`);
   }
 

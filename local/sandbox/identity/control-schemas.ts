@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AppRegistration, Mailbox } from './sandbox-state.js';
+import type { AppRegistration, Mailbox, User } from './sandbox-state.js';
 
 /**
  * What the control API accepts (zod schemas, so a wrong call gets a readable 400) and what it
@@ -12,7 +12,14 @@ const when = z.union([z.number(), z.iso.datetime()]).transform((v) => (typeof v 
 
 export const createTenantInput = z.object({ id: guid.optional(), displayName: z.string().min(1), domains: z.array(z.string().min(1)).optional() });
 export const tenantPoliciesInput = z.object({ userConsentBlocked: z.boolean().optional(), conditionalAccessBlocked: z.boolean().optional() });
-export const createUserInput = z.object({ id: guid.optional(), userPrincipalName: z.email(), displayName: z.string().min(1).optional(), isAdmin: z.boolean().optional() });
+export const createUserInput = z.object({
+  id: guid.optional(),
+  userPrincipalName: z.email(),
+  displayName: z.string().min(1).optional(),
+  isAdmin: z.boolean().optional(),
+  /** For the password grant (ROPC); kept only as a hash, never shown again. */
+  password: z.string().min(1).optional(),
+});
 export const revokeSessionsInput = z.object({ reason: z.enum(['revoked', 'inactive']).optional() });
 export const createMailboxInput = z.object({
   address: z.email(),
@@ -65,6 +72,10 @@ export type AddCertificateInput = z.input<typeof addCertificateInput>;
 export type AddFederatedCredentialInput = z.input<typeof addFederatedCredentialInput>;
 export type TokenFaultInput = z.input<typeof tokenFaultInput>;
 
+/** A user as the control API shows it: whether they have a password, not its hash. */
+export interface UserView extends Omit<User, 'passwordHash'> {
+  hasPassword: boolean;
+}
 /** An app registration as the control API shows it: secret values only at creation. */
 export interface AppView extends Omit<AppRegistration, 'secrets'> {
   secrets: { keyId: string; displayName: string; hint: string; endDateTime: number }[];
@@ -94,6 +105,6 @@ export interface ConsentView {
 }
 export interface IssuedView {
   codes: { clientId: string; user: string; scope: string; issuedAt: number; expiresAt: number; redeemedAt?: number }[];
-  refreshTokens: { clientId: string; user: string; issuedAt: number; lastRedeemedAt?: number }[];
+  refreshTokens: { clientId: string; user: string; issuedAt: number; lastRedeemedAt?: number; publicClient?: boolean }[];
   deviceCodes: { clientId: string; userCode: string; status: string; user?: string }[];
 }

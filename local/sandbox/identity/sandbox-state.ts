@@ -31,6 +31,11 @@ export interface User {
   isAdmin: boolean;
   /** Refresh tokens from sign-ins before this time are revoked (AADSTS50173). 0 = never revoked. */
   tokensValidFrom: number;
+  /**
+   * For the password grant (ROPC) only: `scrypt$<salt>$<hash>` (user-passwords.ts), so neither the
+   * state file nor a control API answer holds the password. Without one, every password is wrong.
+   */
+  passwordHash?: string;
 }
 
 export interface Mailbox {
@@ -155,6 +160,11 @@ export interface IssuedRefreshToken {
   issuedAt: number;
   /** Set when it was redeemed; it still works afterwards, as Entra's do. */
   lastRedeemedAt?: number;
+  /**
+   * Issued to a public client (no client credential, e.g. device code): only a public client may
+   * redeem it (AADSTS700025 otherwise). Absent in state files written before this was recorded.
+   */
+  publicClient?: boolean;
 }
 
 export interface DeviceCode {

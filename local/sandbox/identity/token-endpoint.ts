@@ -5,6 +5,7 @@ import { errorIdsFor, type SandboxContext } from './context.js';
 import { authorizationCodeGrant } from './grant-authorization-code.js';
 import { clientCredentialsGrant } from './grant-client-credentials.js';
 import { deviceCodeGrant } from './grant-device-code.js';
+import { passwordGrant } from './grant-password.js';
 import { refreshTokenGrant } from './grant-refresh-token.js';
 import { jsonResponse, type Handler, type SandboxRequest } from './http.js';
 import type { AppRegistration } from './sandbox-state.js';
@@ -32,6 +33,7 @@ const GRANTS: Readonly<Record<string, (input: GrantInput) => Promise<Record<stri
   // RFC 8628's name, which Entra documents, and the short one msal-node 7 sends (GrantType.DEVICE_CODE_GRANT).
   'urn:ietf:params:oauth:grant-type:device_code': deviceCodeGrant,
   device_code: deviceCodeGrant,
+  password: passwordGrant,
 };
 
 /** The URLs an assertion may name as audience: the token endpoint as called, and by tenant id and domains. */

@@ -64,7 +64,7 @@ export async function userTokenResponse(context: SandboxContext, request: UserTo
   };
   if (scopes.oidc.has('offline_access') || request.rotateRefreshToken) {
     const token = opaqueToken(192);
-    state.data.refreshTokens.push({ token, sessionId: session.id, clientId: app.clientId, userId: user.id, issuedAt: now });
+    state.data.refreshTokens.push({ token, sessionId: session.id, clientId: app.clientId, userId: user.id, issuedAt: now, publicClient: request.client === '0' });
     body.refresh_token = token;
   }
   if (scopes.oidc.has('openid')) {
