@@ -1,13 +1,11 @@
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateApiKey } from '../../src/api/auth/api-keys.js';
-import { ConnectorKeys } from '../../src/identity/connector-keys.js';
-import { ConsentLinks } from '../../src/identity/consent-links.js';
 import { keys } from '../../src/store/repositories.js';
 import type { Connection } from '../../src/domain/connection.js';
 import type { StoredEvent } from '../../src/domain/events.js';
 import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
-import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
+import { connectedByUser, startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 
 /**
  * The connect flow over HTTP, driven by a minimal browser (forms only, no JavaScript) through the
@@ -116,12 +114,8 @@ describe('delegated connect', () => {
     expect(result.text).toContain(contoso.user.userPrincipalName);
 
     const stored = await env.connection(connection);
-    expect(stored).toMatchObject({
-      state: 'connected',
-      tenantId: contoso.tenant.id,
-      account: { oid: contoso.user.id, upn: contoso.user.userPrincipalName, displayName: 'Megan Bowen' },
-      signInMethod: 'authorization-code',
-    });
+    expect(stored).toMatchObject(connectedByUser(contoso));
+    expect(stored.account?.displayName).toBe('Megan Bowen');
     expect(stored.granted).toEqual(expect.arrayContaining(['https://graph.microsoft.com/Mail.Send', 'https://graph.microsoft.com/Mail.ReadWrite']));
     const cache = await env.tokenCache(connection.id);
     expect(cache).toContain('RefreshToken');
@@ -256,18 +250,13 @@ describe('application connect', () => {
 describe('links', () => {
   it('shows a clear page for a tampered link, a link for another connection, and an expired link', async () => {
     const connection = await env.createConnection({ customerId: 'flow-links', mode: 'delegated' });
-    const link = await env.link(connection);
-    const [payload = '', signature = ''] = (link.split('/').pop() ?? '').split('.');
-    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
-    const forged = Buffer.from(JSON.stringify({ ...claims, c: 'someone-else' })).toString('base64url');
-    const past = new ConsentLinks(new ConnectorKeys(env.services.secrets), env.baseUrl, 60_000, () => new Date(Date.now() - 120_000));
-    const expired = (await past.issue(connection.customerId, connection.id, 'connect')).url;
+    const links = await env.badLinks(connection);
 
     for (const [bad, text] of [
-      [`${env.baseUrl}/api/connect/${forged}.${signature}`, /not valid|altered|tampered|changed/i],
-      [`${env.baseUrl}/api/connect/${payload}.${signature.slice(0, -2)}AA`, /not valid|altered|tampered|changed/i],
+      [links.alteredPayload, /not valid|altered|tampered|changed/i],
+      [links.alteredSignature, /not valid|altered|tampered|changed/i],
       [`${env.baseUrl}/api/connect/not-a-link`, /not valid|altered|tampered|changed/i],
-      [expired, /expired/i],
+      [links.expired, /expired/i],
     ] as const) {
       const shown = page(await new SandboxBrowser([]).open(bad));
       expect(shown.status, bad).toBe(410);

@@ -129,14 +129,17 @@ export async function launchChromium(): Promise<Browser> {
 }
 
 /**
- * Makes every request of `context` to another origin than `origin` fail, and records it: the pages
- * must load nothing from anywhere else, and a test asserts that the list stays empty.
+ * Makes every request of `context` to an origin other than `origins` (one, or several: a journey
+ * through our pages and the identity platform's) fail, and records it: the pages must load nothing
+ * from anywhere else, and a test asserts that the list stays empty. Playwright routes only the first
+ * request of a redirect chain, so where a redirect leads is not refused here.
  */
-export async function refuseOtherOrigins(context: BrowserContext, origin: string): Promise<string[]> {
+export async function refuseOtherOrigins(context: BrowserContext, origins: string | readonly string[]): Promise<string[]> {
+  const allowed = new Set(typeof origins === 'string' ? [origins] : origins);
   const refused: string[] = [];
   await context.route('**/*', async (route) => {
     const url = route.request().url();
-    if (new URL(url).origin === origin) {
+    if (allowed.has(new URL(url).origin)) {
       await route.continue();
     } else {
       refused.push(url);
@@ -159,8 +162,10 @@ export interface AxeViolation {
 /**
  * Makes axe-core part of every page the context opens, before the page's own content: about twice
  * as fast as injecting it into each page afterwards, because Chromium compiles it while the page
- * loads instead of receiving half a megabyte over the protocol per page. Like any injected script,
- * it needs a context created with `bypassCSP: true` when the pages send a Content-Security-Policy.
+ * loads instead of receiving half a megabyte over the protocol per page. An init script is not
+ * governed by the page's Content-Security-Policy, so axe runs on pages under their real policy
+ * (the connect journeys rely on that); only `axeViolations`' fallback, a script element, needs
+ * `bypassCSP: true`.
  */
 export async function preloadAxe(context: BrowserContext): Promise<void> {
   await context.addInitScript({ path: AXE_SCRIPT });

@@ -15,6 +15,8 @@ import type { LinkPurpose } from '../../src/domain/sign-in-state.js';
 import { keys } from '../../src/store/repositories.js';
 import { provisionStorage } from '../../src/store/provision-storage.js';
 import { tokenCacheSecretName } from '../../src/identity/token-cache-store.js';
+import { ConnectorKeys } from '../../src/identity/connector-keys.js';
+import { ConsentLinks } from '../../src/identity/consent-links.js';
 
 /**
  * The connect flow as a customer meets it: the real function app in the local host on Azurite,
@@ -61,10 +63,23 @@ export interface ConnectEnvironment {
   createDirectory(name: string, id?: string): Promise<Directory>;
   createConnection(input: { customerId: string; mode: ConnectionMode; transports?: Transports; mailboxes?: string[] }): Promise<Connection>;
   link(connection: Pick<Connection, 'customerId' | 'id'>, purpose?: LinkPurpose): Promise<string>;
+  /** Broken versions of a link of `connection`, each of which must be refused. */
+  badLinks(connection: Pick<Connection, 'customerId' | 'id'>): Promise<BadLinks>;
   connection(connection: Pick<Connection, 'customerId' | 'id'>): Promise<Connection>;
   /** The connection's msal token cache in the secret store, if any. */
   tokenCache(connectionId: string): Promise<string | undefined>;
   stop(): Promise<void>;
+}
+
+export interface BadLinks {
+  /** A genuine link, for comparison. */
+  genuine: string;
+  /** The payload names another customer; the signature is the genuine one. */
+  alteredPayload: string;
+  /** The genuine payload with a changed signature. */
+  alteredSignature: string;
+  /** Signed with the right key, but expired a minute ago. */
+  expired: string;
 }
 
 export interface ConnectEnvironmentOptions {
@@ -139,6 +154,19 @@ export async function startConnectEnvironment(options: ConnectEnvironmentOptions
     async link(connection, purpose = 'connect') {
       return (await identity.links.issue(connection.customerId, connection.id, purpose)).url;
     },
+    async badLinks(connection) {
+      const genuine = (await identity.links.issue(connection.customerId, connection.id, 'connect')).url;
+      const [payload = '', signature = ''] = (genuine.split('/').pop() ?? '').split('.');
+      const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
+      const forged = Buffer.from(JSON.stringify({ ...claims, c: 'someone-else' })).toString('base64url');
+      const past = new ConsentLinks(new ConnectorKeys(services.secrets), baseUrl, 60_000, () => new Date(Date.now() - 120_000));
+      return {
+        genuine,
+        alteredPayload: `${baseUrl}/api/connect/${forged}.${signature}`,
+        alteredSignature: `${baseUrl}/api/connect/${payload}.${signature.slice(0, -2)}${signature.endsWith('AA') ? 'BB' : 'AA'}`,
+        expired: (await past.issue(connection.customerId, connection.id, 'connect')).url,
+      };
+    },
     async connection(connection) {
       const found = await services.repositories.connections.get(keys.connection(connection.customerId, connection.id));
       if (!found) throw new Error(`no connection ${connection.id}`);
@@ -153,5 +181,15 @@ export async function startConnectEnvironment(options: ConnectEnvironmentOptions
       tls.setDefaultCACertificates(defaultCas);
       await rm(directory, { recursive: true, force: true });
     },
+  };
+}
+
+/** How a delegated connection looks once `directory`'s user connected it through the browser flow. */
+export function connectedByUser(directory: Directory): Partial<Connection> {
+  return {
+    state: 'connected',
+    tenantId: directory.tenant.id,
+    account: { oid: directory.user.id, upn: directory.user.userPrincipalName, displayName: directory.user.displayName },
+    signInMethod: 'authorization-code',
   };
 }
