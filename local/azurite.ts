@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { isPortFree, waitForPort } from './free-port.js';
+import { freePorts, isPortFree, waitForPort } from './free-port.js';
 
 /**
  * Azurite, the Azure Storage emulator, started from node_modules as a child process: the
@@ -120,4 +120,19 @@ export async function startAzurite(options: AzuriteOptions = {}): Promise<Runnin
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * Azurite on ports the OS reports free, for tests and parallel runs. A free port can still be taken
+ * by someone else before Azurite binds it; then it picks again.
+ */
+export async function startAzuriteOnFreePorts(options: Omit<AzuriteOptions, 'ports'> = {}, attempts = 3): Promise<RunningAzurite> {
+  for (let attempt = 1; ; attempt++) {
+    const [blob = 0, queue = 0, table = 0] = await freePorts(3);
+    try {
+      return await startAzurite({ ...options, ports: { blob, queue, table } });
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it). */
 export function freePort(): Promise<number> {
@@ -14,6 +14,32 @@ export function freePort(): Promise<number> {
       });
     });
   });
+}
+
+/**
+ * `count` different free ports. Each is held until all are picked: ports released one at a time
+ * can come back from the OS twice, and two servers of one stack then collide.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      server.unref();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+      });
+    }
+    return servers.map((server) => {
+      const address = server.address();
+      if (!address || typeof address !== 'object') throw new Error('could not determine a free port');
+      return address.port;
+    });
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => { resolve(); }))));
+  }
 }
 
 /** Resolves once something accepts TCP connections on host:port, or rejects after `timeoutMs`. */

@@ -6,8 +6,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite, type RunningAzurite } from '../../local/azurite.js';
-import { freePort } from '../../local/free-port.js';
+import { startAzuriteOnFreePorts, type RunningAzurite } from '../../local/azurite.js';
 import { startLocalHost, type LocalHost } from '../../local/host/host.js';
 import { AdminError, buildAdminCli, type AdminDeps } from '../../src/admin/admin-cli.js';
 import type { OpenApiDocument } from '../../src/api/openapi.js';
@@ -120,7 +119,7 @@ function problemType(result: CallResult): unknown {
 beforeAll(async () => {
   directory = await mkdtemp(join(tmpdir(), 'api-test-'));
   // An Azurite of its own: webhook endpoints registered here must not meet other tests' events.
-  azurite = await startAzurite({ ports: { blob: await freePort(), queue: await freePort(), table: await freePort() } });
+  azurite = await startAzuriteOnFreePorts();
   keyServer = await startKeyServer({ caDirectory: join(directory, 'ca') });
   tls.setDefaultCACertificates([...defaultCas, keyServer.caPem]);
   const pair = await generateKeyPair('RS256', { extractable: true });

@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startAzurite, type RunningAzurite } from '../../local/azurite.js';
-import { freePort } from '../../local/free-port.js';
+import { startAzuriteOnFreePorts, type RunningAzurite } from '../../local/azurite.js';
 import { openLocalCa } from '../../local/tls/local-ca.js';
 import { loadConfig } from '../../src/config.js';
 import { PayloadStore } from '../../src/store/payload-store.js';
@@ -32,8 +31,7 @@ describe('identity-based storage', () => {
     await writeFile(join(directory, 'cert.pem'), certPem);
     await writeFile(join(directory, 'key.pem'), keyPem);
     tls.setDefaultCACertificates([...defaultCas, ca.certPem]);
-    azurite = await startAzurite({
-      ports: { blob: await freePort(), queue: await freePort(), table: await freePort() },
+    azurite = await startAzuriteOnFreePorts({
       oauth: { certPath: join(directory, 'cert.pem'), keyPath: join(directory, 'key.pem') },
     });
   });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, isPortFree } from '../../local/free-port.js';
+import { freePorts, isPortFree } from '../../local/free-port.js';
 import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
 import { waitFor } from '../support/wait.js';
 
@@ -27,9 +27,9 @@ describe('npm start', () => {
 
   it('answers GET /api/health, connects the demo tenant through the printed link, and stops everything on Ctrl-C', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'npm-start-'));
-    const port = await freePort();
-    const azurite = [await freePort(), await freePort(), await freePort()];
-    const sandbox = [await freePort(), await freePort()];
+    const [port = 0, ...others] = await freePorts(6);
+    const azurite = others.slice(0, 3);
+    const sandbox = others.slice(3);
     const child = spawn(
       'npm',
       ['start', '--', '--port', String(port), '--azurite-ports', azurite.join(','), '--sandbox-ports', sandbox.join(','), '--data-dir', dataDir],

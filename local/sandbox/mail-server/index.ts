@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../../free-port.js';
+import { freePorts } from '../../free-port.js';
 
 /**
  * A local stand-in for Exchange Online's IMAP, POP3 and SMTP endpoints: Dovecot and Postfix from
@@ -186,10 +186,7 @@ export async function startMailServer(options: MailServerOptions): Promise<Runni
 export async function startMailServerOnFreePorts(options: Omit<MailServerOptions, 'ports'>): Promise<RunningMailServer> {
   await installMailServerPackages(join(options.stackDir, 'log', 'install.log'));
   for (let attempt = 1; ; attempt++) {
-    const picked = new Set<number>();
-    // freePort() may hand out the same port twice, as it releases each one at once.
-    while (picked.size < 8) picked.add(await freePort());
-    const [imap, imaps, pop3, pop3s, submission, submissions, auth, lmtp] = [...picked] as [number, number, number, number, number, number, number, number];
+    const [imap, imaps, pop3, pop3s, submission, submissions, auth, lmtp] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
     try {
       return await startMailServer({ ...options, ports: { imap, imaps, pop3, pop3s, submission, submissions, auth, lmtp } });
     } catch (error) {
