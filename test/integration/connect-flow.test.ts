@@ -1,4 +1,6 @@
 import { ImapFlow } from 'imapflow';
+import { decodeJwt } from 'jose';
+import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { generateApiKey } from '../../src/api/auth/api-keys.js';
 import { keys } from '../../src/store/repositories.js';
@@ -202,13 +204,16 @@ describe('delegated connect', () => {
     expect(await env.connection(connection)).toMatchObject({ state: 'connected', tenantId: blocked.tenant.id });
   });
 
-  it('gets a token for the other resource silently, which logs in to the real Dovecot over IMAP with XOAUTH2', async (context) => {
+  it('gets a token for the other resource silently; the Outlook token logs in to the real Dovecot over IMAP and SMTP with XOAUTH2', async (context) => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
-    const connection = await env.createConnection({ customerId: 'flow-imap', mode: 'delegated', transports: { send: 'graph', receive: 'imap' } });
+    const connection = await env.createConnection({ customerId: 'flow-imap', mode: 'delegated', transports: { send: 'smtp', receive: 'imap' } });
     await signIn(await env.link(connection), contoso.user.userPrincipalName);
     const stored = await env.connection(connection);
-    // The sign-in asked Graph (primary) with IMAP consented alongside; the Outlook token comes from the refresh token.
+    // The sign-in asked Exchange (primary) with Graph's profile consented alongside; the Graph token comes from the refresh token.
+    const graph = await env.identity.accessTokens.forConnection(stored, 'graph');
+    expect(decodeJwt(graph.token)).toMatchObject({ aud: 'https://graph.microsoft.com', scp: 'User.Read' });
     const outlook = await env.identity.accessTokens.forConnection(stored, 'outlook');
+    expect(decodeJwt(outlook.token)).toMatchObject({ aud: 'https://outlook.office.com', upn: contoso.user.userPrincipalName });
     const imap = new ImapFlow({
       host: mailServer.host,
       port: mailServer.ports.imaps,
@@ -223,6 +228,18 @@ describe('delegated connect', () => {
       expect((await imap.mailboxOpen('INBOX')).path).toBe('INBOX');
     } finally {
       await imap.logout();
+    }
+    const smtp = nodemailer.createTransport({
+      host: mailServer.host,
+      port: mailServer.ports.submission,
+      requireTLS: true,
+      tls: { ca: mailServer.caPem },
+      auth: { type: 'OAuth2', user: contoso.user.userPrincipalName, accessToken: outlook.token },
+    });
+    try {
+      await expect(smtp.verify()).resolves.toBe(true);
+    } finally {
+      smtp.close();
     }
   });
 });
