@@ -61,7 +61,8 @@ export interface Landing {
 export type LandingResult = { kind: 'landing'; landing: Landing } | { kind: 'link-invalid'; reason: LinkInvalidReason };
 
 /** Where to send the browser next, or what to show. */
-export type FlowStep = { kind: 'redirect'; url: string } | { kind: 'outcome'; outcome: ConnectOutcome };
+/** Where the person goes next; `lang` is the page language they chose before leaving for Microsoft. */
+export type FlowStep = ({ kind: 'redirect'; url: string } | { kind: 'outcome'; outcome: ConnectOutcome }) & { lang?: string };
 
 /** The id token claims the flow reads; msal has checked the signature-independent parts (nonce, aud, exp). */
 interface SignedInIdentity {
@@ -107,15 +108,16 @@ export class ConnectFlow {
   }
 
   /** The person pressed the landing page's button: off to Microsoft. */
-  async start(token: string): Promise<FlowStep | { kind: 'link-invalid'; reason: LinkInvalidReason }> {
+  async start(token: string, lang?: string): Promise<FlowStep | { kind: 'link-invalid'; reason: LinkInvalidReason }> {
     const opened = await this.open(token);
     if (opened.kind === 'link-invalid') return opened;
     const { connection, purpose } = opened;
+    const chosen = lang === undefined ? {} : { lang };
     const app = this.deps.msal.app(connection.appId);
     const log = this.logFor(connection);
 
     if (purpose === 'admin-grant') {
-      const { state } = await this.deps.states.create({ customerId: connection.customerId, connectionId: connection.id, purpose, step: 'admin-consent' });
+      const { state } = await this.deps.states.create({ customerId: connection.customerId, connectionId: connection.id, purpose, step: 'admin-consent', ...chosen });
       const url = await this.deps.browser.adminConsentUrl(app, connection.tenantId ?? 'organizations', {
         scope: allDelegatedScopes(app.cloud, connection.transports).join(' '),
         redirectUri: this.adminRedirectUri,
@@ -125,7 +127,7 @@ export class ConnectFlow {
       return { kind: 'redirect', url };
     }
 
-    const signIn = await this.deps.states.create({ customerId: connection.customerId, connectionId: connection.id, purpose, step: 'sign-in' });
+    const signIn = await this.deps.states.create({ customerId: connection.customerId, connectionId: connection.id, purpose, step: 'sign-in', ...chosen });
     const scopes = this.signInScopes(connection);
     const client = await this.deps.msal.delegated(connection.appId, 'organizations');
     const reconnectAs = connection.mode === 'delegated' ? connection.account?.upn : undefined;
@@ -150,6 +152,10 @@ export class ConnectFlow {
   async completeSignIn(form: Readonly<Record<string, string | undefined>>): Promise<FlowStep> {
     const consumed = await this.consumeState(form.state, 'sign-in');
     if (consumed.kind === 'outcome') return consumed;
+    return inLanguage(await this.signedIn(form, consumed), consumed.state.lang);
+  }
+
+  private async signedIn(form: Readonly<Record<string, string | undefined>>, consumed: ConsumedSignIn): Promise<FlowStep> {
     const { state, codeVerifier, connection } = consumed;
     const log = this.logFor(connection);
 
@@ -188,6 +194,7 @@ export class ConnectFlow {
       tenantId: identity.tenantId,
       signedInOid: identity.oid,
       signedInUpn: identity.upn,
+      ...(state.lang !== undefined && { lang: state.lang }),
     });
     const url = await this.deps.browser.adminConsentUrl(app, identity.tenantId, {
       scope: adminConsentScope(app.cloud),
@@ -258,6 +265,10 @@ export class ConnectFlow {
   async completeAdminConsent(query: Readonly<Record<string, string | undefined>>): Promise<FlowStep> {
     const consumed = await this.consumeState(query.state, 'admin-consent');
     if (consumed.kind === 'outcome') return consumed;
+    return inLanguage(await this.adminConsented(query, consumed), consumed.state.lang);
+  }
+
+  private async adminConsented(query: Readonly<Record<string, string | undefined>>, consumed: ConsumedSignIn): Promise<FlowStep> {
     const { state, connection } = consumed;
     const log = this.logFor(connection);
 
@@ -334,7 +345,7 @@ export class ConnectFlow {
   private async consumeState(
     id: string | undefined,
     step: SignInState['step'],
-  ): Promise<{ kind: 'consumed'; state: SignInState; codeVerifier: string; connection: Connection } | { kind: 'outcome'; outcome: ConnectOutcome }> {
+  ): Promise<ConsumedSignIn | { kind: 'outcome'; outcome: ConnectOutcome }> {
     const consumed = await this.deps.states.consume(id ?? '');
     if (consumed.outcome !== 'valid') {
       this.deps.logger.warn('connect: callback with an unusable state; nothing stored', { stateOutcome: consumed.outcome });
@@ -434,6 +445,17 @@ export class ConnectFlow {
   private logFor(connection: Connection): Logger {
     return this.deps.logger.child({ customerId: connection.customerId, connectionId: connection.id });
   }
+}
+
+interface ConsumedSignIn {
+  kind: 'consumed';
+  state: SignInState;
+  codeVerifier: string;
+  connection: Connection;
+}
+
+function inLanguage(step: FlowStep, lang: string | undefined): FlowStep {
+  return lang === undefined ? step : { ...step, lang };
 }
 
 function outcome(value: ConnectOutcome): { kind: 'outcome'; outcome: ConnectOutcome } {

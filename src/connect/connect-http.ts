@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { negotiateLocale, pageHeaders, renderPage, type Locale, type PageModel } from '../pages/index.js';
+import { matchLocale, negotiateLocale, pageHeaders, renderPage, type Locale, type PageModel } from '../pages/index.js';
 import { LINK_INVALID_REASONS, type LinkInvalidReason } from '../pages/model.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { ConnectFlow, FlowStep } from './connect-flow.js';
@@ -78,7 +78,8 @@ export const landingHandler = (runtime: () => Promise<ConnectRuntime | undefined
         mode: landing.mode,
         permissions: landing.permissions,
         expiresAt: landing.expiresAt,
-        continueTo: { action: ROUTES.start(link), fields: {} },
+        // The language chosen with the switch travels through Microsoft in the sign-in state.
+        continueTo: { action: withLang(ROUTES.start(link), request), fields: {} },
         purpose: landing.purpose,
         ...(landing.expectedAccount !== undefined && { expectedAccount: landing.expectedAccount }),
       },
@@ -91,7 +92,7 @@ export const landingHandler = (runtime: () => Promise<ConnectRuntime | undefined
 export const startHandler = (runtime: () => Promise<ConnectRuntime | undefined>): Handler =>
   pageHandler(runtime, async (request, connect) => {
     const link = request.params.link ?? '';
-    const step = await connect.flow.start(link);
+    const step = await connect.flow.start(link, chosenLocale(request));
     if (step.kind === 'link-invalid') return seeOther(withLang(ROUTES.landing(link), request));
     return follow(step, connect, request);
   });
@@ -132,8 +133,9 @@ async function follow(step: FlowStep, connect: ConnectRuntime, request: HttpRequ
   if (step.kind === 'redirect') return seeOther(step.url);
   const outcome: ConnectOutcome = step.outcome;
   // A refused link or state has nothing of its own to show: no row is written for it.
-  if (outcome.kind === 'link-invalid' && outcome.reference === undefined) return seeOther(withLang(ROUTES.problem(outcome.reason), request));
-  return seeOther(withLang(ROUTES.result(await connect.results.save(outcome)), request));
+  const lang = step.lang ?? request.query.get('lang') ?? undefined;
+  if (outcome.kind === 'link-invalid' && outcome.reference === undefined) return seeOther(withLang(ROUTES.problem(outcome.reason), lang));
+  return seeOther(withLang(ROUTES.result(await connect.results.save(outcome)), lang));
 }
 
 function page(model: PageModel, locale: Locale, formActions: readonly string[]): HttpResponseInit {
@@ -161,9 +163,15 @@ function localeOf(request: HttpRequest): Locale {
   return negotiateLocale(request.headers.get('accept-language'), request.query.get('lang') ?? undefined);
 }
 
-/** Keeps the reader's language choice across a redirect. */
-function withLang(path: string, request: HttpRequest): string {
+/** The language the reader chose with the switch, if it is one the pages have. */
+function chosenLocale(request: HttpRequest): Locale | undefined {
   const lang = request.query.get('lang');
+  return lang === null ? undefined : matchLocale(lang);
+}
+
+/** Keeps the reader's language choice across a redirect. */
+function withLang(path: string, from: HttpRequest | string | undefined): string {
+  const lang = typeof from === 'string' || from === undefined ? from : (from.query.get('lang') ?? undefined);
   return lang ? `${path}?lang=${encodeURIComponent(lang)}` : path;
 }
 

@@ -23,6 +23,8 @@ export const signInStateSchema = z.object({
   /** admin-consent step: who signed in, recorded with the grant. */
   signedInOid: z.uuid().optional(),
   signedInUpn: z.string().optional(),
+  /** The page language the person chose on the landing page, for the pages after Microsoft's. */
+  lang: z.string().regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$/).optional(),
   createdAt: z.iso.datetime(),
   expiresAt: z.iso.datetime(),
   consumedAt: z.iso.datetime().optional(),

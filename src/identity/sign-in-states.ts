@@ -35,7 +35,7 @@ export class SignInStates {
   ) {}
 
   async create(
-    input: Pick<SignInState, 'customerId' | 'connectionId' | 'purpose' | 'step'> & Partial<Pick<SignInState, 'tenantId' | 'signedInOid' | 'signedInUpn'>>,
+    input: Pick<SignInState, 'customerId' | 'connectionId' | 'purpose' | 'step'> & Partial<Pick<SignInState, 'tenantId' | 'signedInOid' | 'signedInUpn' | 'lang'>>,
   ): Promise<NewSignIn> {
     const now = this.now();
     const state: SignInState = {

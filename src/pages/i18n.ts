@@ -79,7 +79,8 @@ function languageRanges(header: string): string[] {
   return ranges.sort((a, b) => b.quality - a.quality).map(({ range }) => range);
 }
 
-function matchLocale(tag: string): Locale | undefined {
+/** The page language for a language tag (pt-br → pt-BR, es-MX → es), if there is one. */
+export function matchLocale(tag: string): Locale | undefined {
   const wanted = tag.trim().toLowerCase();
   const exact = LOCALES.find((locale) => locale.toLowerCase() === wanted);
   if (exact) return exact;
