@@ -61,5 +61,7 @@ export async function connectionExchangeSetup(deps: ExchangeSetupDeps, connectio
     servicePrincipalObjectId: connection.servicePrincipalId,
     displayName: deps.vendorName,
     mailboxes: mailboxes.map((mailbox) => ({ address: mailbox.address, protocols })),
+    // Per mailbox only: many tenants have SMTP AUTH off, and XOAUTH2 submission then fails with 5.7.139.
+    enableSmtpClientAuthentication: protocols.includes('smtp'),
   });
 }

@@ -264,6 +264,7 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
     expect(script).toContain(`New-ServicePrincipal -AppId '${env.clientId}' -ObjectId '${servicePrincipalId}' -DisplayName '${VENDOR_NAME}'`);
     expect(script).toContain(`Add-MailboxPermission -Identity '${mailbox}' -User '${servicePrincipalId}' -AccessRights FullAccess`);
     expect(script).toContain(`Add-RecipientPermission -Identity '${mailbox}' -Trustee '${servicePrincipalId}' -AccessRights SendAs`);
+    expect(script).toContain(`Set-CASMailbox -Identity '${mailbox}' -SmtpClientAuthenticationDisabled $false`);
     expect(script).toContain(`Connect-ExchangeOnline -Organization '${northwind.tenant.id}'`);
     expect(result.text).toContain(`${northwind.tenant.id} is your organization’s tenant ID.`);
     expect(result.text).toContain('BAD User is authenticated but not connected.');
