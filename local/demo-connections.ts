@@ -1,5 +1,6 @@
 import type { Services } from '../src/composition.js';
 import { createConnection } from '../src/connections/connections.js';
+import { addMailbox } from '../src/connections/mailboxes.js';
 import type { ConnectionMode, Transports } from '../src/domain/connection.js';
 import { keys } from '../src/store/repositories.js';
 import { AlreadyExistsError } from '../src/store/table-repository.js';
@@ -46,7 +47,11 @@ export async function prepareDemoConnections(demo: SandboxDemo, services: Servic
     const savedId = demo.connections[name];
     const existing = savedId === undefined ? undefined : await services.repositories.connections.get(keys.connection(DEMO_CUSTOMER, savedId));
     const connection = existing?.value ?? (await createConnection(services.api.connections, { customerId: DEMO_CUSTOMER, mode, appId: app.id, transports, tags: { demo: 'npm-start' } }));
-    if (!existing) await demo.rememberConnection(name, connection.id);
+    if (!existing) {
+      // The application connection serves the demo tenant's shared mailbox, so its PowerShell has per-mailbox commands.
+      if (mode === 'application') await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => new Date() }, connection, { address: demo.directory.sharedMailbox, kind: 'shared' });
+      await demo.rememberConnection(name, connection.id);
+    }
     const link = await identity.links.issue(DEMO_CUSTOMER, connection.id, 'connect');
     links.push({ name, mode, connectionId: connection.id, url: link.url });
   }

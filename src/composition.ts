@@ -166,7 +166,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
           return { url: link.url, expiresAt: link.expiresAt.toISOString() };
         },
       },
-      exchangeSetup: (connection) =>
+      exchangeSetup: (connection, options) =>
         connectionExchangeSetup(
           {
             repositories,
@@ -174,6 +174,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
             vendorName: config.identity?.vendorName ?? 'Vendor',
           },
           connection,
+          options,
         ),
       async forgetTokens(connectionId) {
         await deleteTokenCache(secrets, connectionId);

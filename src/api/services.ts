@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { ConnectionDeps } from '../connections/connections.js';
 import type { Connection } from '../domain/connection.js';
 import type { ExchangeSetup } from '../domain/exchange-setup.js';
+import type { ExchangeSetupOptions } from '../connect/connection-exchange-setup.js';
 import type { LinkPurpose } from '../domain/sign-in-state.js';
 import type { HealthReport } from '../health/check-health.js';
 import type { Repositories } from '../store/repositories.js';
@@ -30,7 +31,7 @@ export interface ApiServices {
   connections: ConnectionDeps;
   consentLinks: ConsentLinkIssuer | undefined;
   /** The Exchange PowerShell of an application connection; throws ExchangeSetupUnavailable when it has none. */
-  exchangeSetup(connection: Connection): Promise<ExchangeSetup>;
+  exchangeSetup(connection: Connection, options?: ExchangeSetupOptions): Promise<ExchangeSetup>;
   /** Removes a connection's tokens from the secret store (disconnect). */
   forgetTokens(connectionId: string): Promise<void>;
   /** The app registration new connections use unless they name another. */

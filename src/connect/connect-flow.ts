@@ -7,10 +7,12 @@ import type { LinkPurpose, SignInState } from '../domain/sign-in-state.js';
 import type { BrowserEndpoints } from '../identity/browser-endpoints.js';
 import type { ConsentLinks } from '../identity/consent-links.js';
 import { classifySignInError, errorFromMsal, errorFromRedirect, errorLogFields, type MicrosoftError } from '../identity/microsoft-error.js';
+import { canGrantConsent } from '../identity/admin-roles.js';
 import type { MsalClients } from '../identity/msal-clients.js';
 import { adminConsentScope, allDelegatedScopes, delegatedScopes, requiredAppRoles } from '../identity/scopes.js';
 import type { SignInStates } from '../identity/sign-in-states.js';
 import { saveTokenCache } from '../identity/token-cache-store.js';
+import { approverRoles } from '../pages/access.js';
 import type { LinkInvalidReason, SupportReference } from '../pages/model.js';
 import type { SecretStore } from '../secrets/secret-store.js';
 import { keys, type Repositories } from '../store/repositories.js';
@@ -184,6 +186,14 @@ export class ConnectFlow {
 
     const identity = this.checkIdentity(connection, result, log);
     if ('outcome' in identity) return { kind: 'outcome', outcome: { ...identity.outcome, ...(await this.retry(connection, state.purpose)) } };
+    // Only an administrator may go on: where the app already has consent in this tenant, the
+    // admin-consent callback would otherwise be all that stands between any user and app-only access.
+    const permissions = this.permissionsAsked(connection, state.purpose);
+    if (!canGrantConsent(result.accessToken, approverRoles('application', permissions) === 'roles.privileged' ? 'privileged' : 'application')) {
+      log.warn('connect: a user without an administrator role signed in to an application connection; nothing stored', { tenantId: identity.tenantId });
+      const forward = await this.deps.links.issue(connection.customerId, connection.id, 'connect');
+      return outcome({ kind: 'admin-approval-needed', adminConsentUrl: forward.url, permissions, reference: { oauthError: 'not_an_administrator' } });
+    }
     // The administrator's tenant is now known from a token the connector redeemed: ask for consent there.
     const app = this.deps.msal.app(connection.appId);
     const next = await this.deps.states.create({
@@ -428,7 +438,8 @@ export class ConnectFlow {
 
   /** Scopes of the sign-in: the mail scopes of one resource, the other's to consent at once; openid/profile only for an administrator. */
   private signInScopes(connection: Connection): { primary: string[]; extra: string[] } {
-    if (connection.mode === 'application') return { primary: ['openid', 'profile'], extra: [] };
+    // Application mode signs the administrator in for who they are: Graph's token carries their directory roles.
+    if (connection.mode === 'application') return { primary: [`${this.deps.msal.app(connection.appId).cloud.graphResource}/User.Read`], extra: [] };
     const app = this.deps.msal.app(connection.appId);
     const scopes = delegatedScopes(app.cloud, connection.transports);
     const other = scopes.primary === 'graph' ? 'outlook' : 'graph';

@@ -44,7 +44,12 @@ export function exchangeProtocols(connection: Pick<Connection, 'transports'>): E
   return protocols;
 }
 
-export async function connectionExchangeSetup(deps: ExchangeSetupDeps, connection: Connection): Promise<ExchangeSetup> {
+export interface ExchangeSetupOptions {
+  /** RBAC for Applications: the distinguished name of the mail-enabled group SMTP sending is limited to. */
+  smtpScopeGroup?: string;
+}
+
+export async function connectionExchangeSetup(deps: ExchangeSetupDeps, connection: Connection, options: ExchangeSetupOptions = {}): Promise<ExchangeSetup> {
   const protocols = exchangeProtocols(connection);
   if (connection.mode !== 'application' || protocols.length === 0) {
     throw new ExchangeSetupUnavailable('Only application connections that use IMAP, POP or SMTP need Exchange PowerShell.');
@@ -63,5 +68,7 @@ export async function connectionExchangeSetup(deps: ExchangeSetupDeps, connectio
     mailboxes: mailboxes.map((mailbox) => ({ address: mailbox.address, protocols })),
     // Per mailbox only: many tenants have SMTP AUTH off, and XOAUTH2 submission then fails with 5.7.139.
     enableSmtpClientAuthentication: protocols.includes('smtp'),
+    ...(options.smtpScopeGroup !== undefined &&
+      protocols.includes('smtp') && { smtpScope: { name: `${deps.vendorName} SMTP`, groupDistinguishedName: options.smtpScopeGroup } }),
   });
 }

@@ -56,7 +56,7 @@ async function appOnlyClaims(deps: VerifyDeps, connection: Connection, tenantId:
         skipCache: true,
       });
       if (!result) throw new Error('msal returned no app-only token');
-      return readClaims(result.accessToken);
+      return readClaims(result.accessToken, app.clientId);
     } catch (thrown) {
       const error = errorFromMsal(thrown);
       const delay = delays[attempt];
@@ -67,10 +67,14 @@ async function appOnlyClaims(deps: VerifyDeps, connection: Connection, tenantId:
   }
 }
 
-function readClaims(accessToken: string): { tid: string; oid: string; roles: string[] } {
+function readClaims(accessToken: string, clientId: string): { tid: string; oid: string; roles: string[] } {
   const claims = decodeJwt(accessToken);
-  const { tid, oid, roles } = claims as { tid?: unknown; oid?: unknown; roles?: unknown };
+  const { tid, oid, roles, appid, azp, idtyp } = claims as { tid?: unknown; oid?: unknown; roles?: unknown; appid?: unknown; azp?: unknown; idtyp?: unknown };
   if (typeof tid !== 'string' || typeof oid !== 'string') throw new Error('The app-only token has no tid or oid claim.');
+  // v1 tokens name the app in appid, v2 in azp; a token of another app, or a user's, proves nothing here.
+  const app = typeof appid === 'string' ? appid : azp;
+  if (typeof app !== 'string' || app.toLowerCase() !== clientId.toLowerCase()) throw new Error('The app-only token was issued to another app.');
+  if (idtyp !== undefined && idtyp !== 'app') throw new Error('The app-only token is not an app token.');
   return {
     tid: tid.toLowerCase(),
     oid: oid.toLowerCase(),

@@ -73,11 +73,12 @@ const UNAVAILABLE = new Set([50033, 90006, 90024, 90033, 90090, 50087, 90055, 50
 
 export function classifySignInError(error: MicrosoftError): SignInErrorClass {
   // "Return to the application" from Microsoft's "Need admin approval" page is also access_denied: the code tells them apart.
+  // A policy or configuration code wins over the bare access_denied it may come with.
   if (error.aadsts !== undefined && ADMIN_APPROVAL.has(error.aadsts)) return 'admin-approval';
-  if (error.aadsts === 65004 || error.error === 'access_denied') return 'declined';
-  if (error.error === 'consent_required') return 'admin-approval';
   if (error.aadsts !== undefined && BLOCKED.has(error.aadsts)) return 'blocked';
   if (error.aadsts !== undefined && APP_MISCONFIGURED.has(error.aadsts)) return 'app-misconfigured';
+  if (error.aadsts === 65004 || error.error === 'access_denied') return 'declined';
+  if (error.error === 'consent_required') return 'admin-approval';
   if (error.error === 'invalid_client' || error.error === 'unauthorized_client') return 'app-misconfigured';
   if (error.aadsts !== undefined && UNAVAILABLE.has(error.aadsts)) return 'unavailable';
   if (['temporarily_unavailable', 'server_error', 'network_error', 'endpoints_resolution_error'].includes(error.error)) return 'unavailable';

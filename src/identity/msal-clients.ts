@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConfidentialClientApplication, LogLevel, PublicClientApplication, type Configuration, type ICachePlugin } from '@azure/msal-node';
 import type { AppRegistrationConfig } from '../config.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -25,8 +26,11 @@ export class UnknownAppError extends Error {
 }
 
 export class MsalClients {
-  /** One per app for client credentials: msal caches app-only tokens per tenant inside it. */
-  private readonly appOnly = new Map<string, Promise<ConfidentialClientApplication>>();
+  /**
+   * One per app for client credentials (msal caches app-only tokens per tenant inside it), made
+   * again when the app's credential changed in the secret store (a rotated secret or certificate).
+   */
+  private readonly appOnly = new Map<string, { credential: string; client: ConfidentialClientApplication }>();
 
   constructor(private readonly deps: MsalClientDeps) {}
 
@@ -51,16 +55,14 @@ export class MsalClients {
   }
 
   /** The app's client for client-credentials tokens, authority per request. */
-  appOnlyClient(appId: string): Promise<ConfidentialClientApplication> {
+  async appOnlyClient(appId: string): Promise<ConfidentialClientApplication> {
     const app = this.app(appId);
-    let client = this.appOnly.get(app.id);
-    if (!client) {
-      client = this.create(app, 'organizations', undefined).catch((error: unknown) => {
-        this.appOnly.delete(app.id);
-        throw error;
-      });
-      this.appOnly.set(app.id, client);
-    }
+    const credential = await this.deps.credential(app);
+    const fingerprint = credentialFingerprint(credential);
+    const current = this.appOnly.get(app.id);
+    if (current?.credential === fingerprint) return current.client;
+    const client = this.build(app, 'organizations', undefined, credential);
+    this.appOnly.set(app.id, { credential: fingerprint, client });
     return client;
   }
 
@@ -75,7 +77,10 @@ export class MsalClients {
   }
 
   private async create(app: AppRegistrationConfig, tenant: string, cachePlugin: ICachePlugin | undefined): Promise<ConfidentialClientApplication> {
-    const credential = await this.deps.credential(app);
+    return this.build(app, tenant, cachePlugin, await this.deps.credential(app));
+  }
+
+  private build(app: AppRegistrationConfig, tenant: string, cachePlugin: ICachePlugin | undefined, credential: AppCredential): ConfidentialClientApplication {
     const configuration = this.configuration(app, tenant, cachePlugin);
     return new ConfidentialClientApplication({ ...configuration, auth: { ...configuration.auth, ...credential } });
   }
@@ -103,4 +108,12 @@ export class MsalClients {
       },
     };
   }
+}
+
+/** What tells one credential from the next without keeping it: a hash of the secret, the certificate's thumbprint. */
+function credentialFingerprint(credential: AppCredential): string {
+  if (credential.clientSecret !== undefined) return `secret:${createHash('sha256').update(credential.clientSecret).digest('base64url')}`;
+  if (credential.clientCertificate !== undefined) return `certificate:${credential.clientCertificate.thumbprintSha256 ?? ''}`;
+  // A managed identity's assertion is fetched afresh by msal each time: nothing to rotate here.
+  return 'assertion';
 }

@@ -97,6 +97,22 @@ describe('app credentials', () => {
     expect(graph.subject).toBe(clientId);
   });
 
+  it('a rotated client secret: the next token request uses the new one, without a restart', async () => {
+    const first = await sandbox.control.addClientSecret(clientId);
+    const secrets = await LocalSecretStore.open(await mkdtemp(join(directory, 'rotation-')));
+    await secrets.set('entra-client-secret', first.value);
+    const app = appWith({ kind: 'secret', secretName: 'entra-client-secret' });
+    const msal = new MsalClients({ apps: [app], credential: (registration) => loadAppCredential(registration, secrets, () => ({ getToken: () => Promise.resolve(null) })), logger });
+    const fresh = async () =>
+      (await msal.appOnlyClient('default')).acquireTokenByClientCredential({ scopes: ['https://graph.microsoft.com/.default'], authority: `${sandbox.httpsBase}/${tenantId}`, skipCache: true });
+    expect((await fresh())?.accessToken).toBeTruthy();
+
+    const second = await sandbox.control.addClientSecret(clientId);
+    await secrets.set('entra-client-secret', second.value);
+    await sandbox.control.expireClientSecret(clientId, first.keyId);
+    expectAppOnly((await fresh())?.accessToken ?? '', 'https://graph.microsoft.com', ['Mail.Send']);
+  });
+
   it('a certificate from the secret store, as {privateKeyPem, thumbprintSha256}', async () => {
     const material = await createSigningKeyMaterial();
     await sandbox.control.addCertificate(clientId, { certificatePem: material.certificatePem });

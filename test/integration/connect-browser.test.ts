@@ -238,9 +238,13 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
     expect(landing.text).toContain('Read and manage email over IMAP in the mailboxes an Exchange administrator opens to it.');
     expect(landing.text).toContain('an Exchange administrator will also need to run a few PowerShell commands afterwards');
 
-    // First a sign-in (openid, profile: nothing to consent), so the connector learns the tenant from a token it redeemed…
+    // First a sign-in (the admin's own profile), so the connector learns the tenant and the admin's
+    // directory roles from tokens it redeemed…
     await continueToMicrosoft(page, 'application');
     await pickAccount(page, northwind.admin.userPrincipalName);
+    await signInPage(page, 'Permissions requested', 'application-sign-in-consent');
+    expect(await page.locator('main').innerText()).toContain('User.Read');
+    await page.getByRole('button', { name: 'Accept', exact: true }).click();
     // …then admin consent at that tenant.
     await signInPage(page, 'Pick an account', 'application-admin-consent-pick-account');
     const adminConsent = new URL(page.url());

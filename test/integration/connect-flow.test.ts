@@ -7,7 +7,7 @@ import { keys } from '../../src/store/repositories.js';
 import type { Connection } from '../../src/domain/connection.js';
 import type { StoredEvent } from '../../src/domain/events.js';
 import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
-import { connectedByUser, startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
+import { connectedByUser, startConnectEnvironment, VENDOR_NAME, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 
 /**
  * The connect flow over HTTP, driven by a minimal browser (forms only, no JavaScript) through the
@@ -267,6 +267,26 @@ describe('application connect', () => {
   });
 });
 
+describe('application connect by a user who is not an administrator', () => {
+  it('stops after sign-in with a link to forward, even where the app already has consent, and no admin-consent answer can be made up', async () => {
+    // Fabrikam's administrator consented above: client credentials for Fabrikam already work.
+    await expect(env.identity.msal.appOnlyClient('default').then(async (client) => client.acquireTokenByClientCredential({ scopes: ['https://graph.microsoft.com/.default'], authority: `${env.sandbox.httpsBase}/${fabrikam.tenant.id}` }))).resolves.toBeTruthy();
+    const connection = await env.createConnection({ customerId: 'flow-not-admin', mode: 'application' });
+    const held = new SandboxBrowser([`${env.baseUrl}/api/connect/callback`]);
+    const callback = arrived(await pickAndAccept(await toMicrosoft(await env.link(connection), held), fabrikam.user.userPrincipalName));
+    const shown = await post(callback.url.toString(), callback.params);
+    expect(shown.heading).toBe(`An administrator needs to approve ${VENDOR_NAME}`);
+    expect(shown.text).toContain('not_an_administrator');
+    expect(await snapshot(connection)).toMatchObject({ connection: { state: 'pending' }, tokens: undefined, events: 1 });
+
+    // The attack: answer the admin-consent callback with the sign-in's own state and the user's tenant.
+    const forged = new URL(`${env.baseUrl}/api/connect/admin-callback`);
+    forged.search = new URLSearchParams({ admin_consent: 'True', tenant: fabrikam.tenant.id, state: callback.params.get('state') ?? '' }).toString();
+    expect(page(await new SandboxBrowser([]).open(forged.toString())).status).toBe(410);
+    expect(await snapshot(connection)).toMatchObject({ connection: { state: 'pending' }, tokens: undefined, events: 1 });
+  });
+});
+
 describe('links', () => {
   it('shows a clear page for a tampered link, a link for another connection, and an expired link', async () => {
     const connection = await env.createConnection({ customerId: 'flow-links', mode: 'delegated' });
@@ -445,5 +465,14 @@ describe('through the vendor API', () => {
     expect(JSON.stringify(setup.body)).toContain('New-ServicePrincipal');
     expect(JSON.stringify(setup.body)).toContain(`support@${contoso.domain}`);
     expect(JSON.stringify(setup.body)).toContain(env.clientId);
+    expect(JSON.stringify(setup.body)).not.toContain('New-ManagementScope');
+
+    // RBAC for Applications: SMTP sending limited to one group's members.
+    const group = "CN=Vendor's senders,OU=Groups,DC=contoso,DC=com";
+    const scoped = await api('GET', `customers/api-exchange/connections/${id}/exchange-setup?smtpScopeGroup=${encodeURIComponent(group)}`);
+    const script = (scoped.body as { script: string }).script;
+    expect(script).toContain(`New-ManagementScope -Name '${VENDOR_NAME} SMTP' -RecipientRestrictionFilter 'MemberOfGroup -eq ''CN=Vendor''''s senders,OU=Groups,DC=contoso,DC=com'''`);
+    expect(script).toContain(`New-ManagementRoleAssignment -Name '${VENDOR_NAME} SMTP' -Role 'Application SMTP.SendAsApp' -App '${env.clientId}'`);
+    expect((await api('GET', `customers/api-exchange/connections/${id}/exchange-setup?smtpScopeGroup=${encodeURIComponent('a\nRemove-Mailbox x')}`)).status).toBe(400);
   });
 });

@@ -219,12 +219,26 @@ export const connectionRoutes = [
       'it each mailbox. The admin sees these commands right after consenting; fetch them again after adding mailboxes.',
     authenticated: true,
     params: connectionParams,
+    query: z.object({
+      smtpScopeGroup: z
+        .string()
+        .trim()
+        .min(1)
+        .max(1024)
+        .refine((value) => !/[\r\n]/.test(value), 'must be one line')
+        .optional()
+        .meta({
+          description:
+            'RBAC for Applications: limit SMTP sending to the members of this mail-enabled group (its distinguished name). Adds New-ManagementScope ' +
+            'and New-ManagementRoleAssignment with the "Application SMTP.SendAsApp" role; Exchange offers no such role for IMAP or POP.',
+        }),
+    }),
     responses: [{ status: 200, description: 'The commands, per step and as one script.', schema: exchangeSetupSchema }, ...problems(401, 404, 409)],
-    async handle({ params, services }) {
+    async handle({ params, query, services }) {
       const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
       if (!found) throw notFound('The connection');
       try {
-        return { status: 200, body: await services.exchangeSetup(found.value) };
+        return { status: 200, body: await services.exchangeSetup(found.value, query.smtpScopeGroup === undefined ? {} : { smtpScopeGroup: query.smtpScopeGroup }) };
       } catch (error) {
         if (error instanceof ExchangeSetupUnavailable) throw new ProblemError('conflict', error.message);
         throw error;
