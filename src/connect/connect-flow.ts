@@ -8,6 +8,7 @@ import type { BrowserEndpoints } from '../identity/browser-endpoints.js';
 import type { ConsentLinks } from '../identity/consent-links.js';
 import { classifySignInError, errorFromMsal, errorFromRedirect, errorLogFields, type MicrosoftError } from '../identity/microsoft-error.js';
 import { canGrantConsent } from '../identity/admin-roles.js';
+import { signedInIdentity, type SignedInIdentity } from '../identity/signed-in-identity.js';
 import type { MsalClients } from '../identity/msal-clients.js';
 import { adminConsentScope, allDelegatedScopes, delegatedScopes, requiredAppRoles } from '../identity/scopes.js';
 import type { SignInStates } from '../identity/sign-in-states.js';
@@ -66,16 +67,6 @@ export type LandingResult = { kind: 'landing'; landing: Landing } | { kind: 'lin
 /** Where the person goes next; `lang` is the page language they chose before leaving for Microsoft. */
 export type FlowStep = ({ kind: 'redirect'; url: string } | { kind: 'outcome'; outcome: ConnectOutcome }) & { lang?: string };
 
-/** The id token claims the flow reads; msal has checked the signature-independent parts (nonce, aud, exp). */
-interface SignedInIdentity {
-  tenantId: string;
-  oid: string;
-  upn: string;
-  displayName?: string;
-  email?: string;
-}
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The tenant of personal Microsoft accounts, which have no organization mailbox to connect. */
 const CONSUMER_TENANT = '9188040d-6c67-4c5b-b112-36a304b66dad';
 
@@ -255,9 +246,10 @@ export class ConnectFlow {
 
   /** Who signed in, if they may complete this connection; otherwise the page that says why not. Nothing is stored either way. */
   private checkIdentity(connection: Connection, result: AuthenticationResult, log: Logger): SignedInIdentity | { outcome: ConnectOutcome } {
-    const identity = signedInIdentity(result);
+    const app = this.deps.msal.app(connection.appId);
+    const identity = signedInIdentity(result, { clientId: app.clientId, loginUrl: app.cloud.loginUrl, now: this.deps.now() });
     if (!identity) {
-      log.warn('connect: the id token lacks tid/oid; nothing stored');
+      log.warn('connect: the id token lacks tid/oid, or is not for this app, from this cloud and current; nothing stored');
       return { outcome: { kind: 'sign-in-error', reference: { oauthError: 'invalid_id_token' } } };
     }
     if (identity.tenantId === CONSUMER_TENANT) {
@@ -473,18 +465,3 @@ function outcome(value: ConnectOutcome): { kind: 'outcome'; outcome: ConnectOutc
   return { kind: 'outcome', outcome: value };
 }
 
-function signedInIdentity(result: AuthenticationResult): SignedInIdentity | undefined {
-  const claims = result.idTokenClaims as Record<string, unknown>;
-  const tenantId = typeof claims.tid === 'string' ? claims.tid : undefined;
-  const oid = typeof claims.oid === 'string' ? claims.oid : undefined;
-  if (!tenantId || !oid || !GUID.test(tenantId) || !GUID.test(oid)) return undefined;
-  const upn = [claims.preferred_username, claims.upn, claims.email, result.account?.username].find((v): v is string => typeof v === 'string' && v !== '');
-  if (!upn) return undefined;
-  return {
-    tenantId: tenantId.toLowerCase(),
-    oid: oid.toLowerCase(),
-    upn,
-    ...(typeof claims.name === 'string' && claims.name !== '' && { displayName: claims.name }),
-    ...(typeof claims.email === 'string' && claims.email.includes('@') && { email: claims.email }),
-  };
-}
