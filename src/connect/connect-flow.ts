@@ -222,7 +222,6 @@ export class ConnectFlow {
     const identity = this.checkIdentity(connection, result, log);
     if ('outcome' in identity) return { kind: 'outcome', outcome: { ...identity.outcome, ...(await this.retry(connection, purpose)) } };
 
-    await saveTokenCache(this.deps.secrets, connection.id, serializedCache);
     const granted = result.scopes;
     const connected = await recordSignIn(this.deps.connections, connection.customerId, connection.id, {
       tenantId: identity.tenantId,
@@ -231,6 +230,8 @@ export class ConnectFlow {
       signInMethod,
     });
     if (!connected) return this.gone();
+    // The tokens are kept only once the connection took this sign-in: a refused one leaves none behind.
+    await saveTokenCache(this.deps.secrets, connection.id, serializedCache);
     await addMailbox(this.deps.mailboxes, connected, { address: identity.email ?? identity.upn, kind: 'user', ...(identity.displayName !== undefined && { displayName: identity.displayName }) });
     const mailboxes = await listMailboxes(this.deps.mailboxes, connected);
     log.info('connect: delegated connection connected', { tenantId: identity.tenantId, signInMethod });

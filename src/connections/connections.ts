@@ -13,7 +13,7 @@ import { newId } from '../domain/ids.js';
 import { mergeTags, type Tags } from '../domain/tags.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
-import { UNCHANGED } from '../store/table-repository.js';
+import { UNCHANGED, type Versioned } from '../store/table-repository.js';
 
 /**
  * What happens to connections: created pending, moved between states, re-tagged, disconnected.
@@ -93,10 +93,15 @@ export type SignInResult = Required<Pick<Connection, 'tenantId' | 'granted'>> &
     grantedBy?: { oid: string; upn: string };
   };
 
+/** Raised inside the update when the stored connection no longer admits this sign-in. */
+class SignInNoLongerFits extends Error {}
+
 /**
  * Records a completed sign-in or admin consent: the tenant, the account and what was granted, and
  * the connection becomes connected. Its event is the state change, or `connection.reconnected`
- * when a connected connection was connected again.
+ * when a connected connection was connected again. Returns undefined, changing nothing, when the
+ * connection is gone or disconnected, or meanwhile belongs to another tenant or user (checked on
+ * the row being written, so two sign-ins racing cannot both win).
  */
 export async function recordSignIn(
   deps: ConnectionDeps,
@@ -109,28 +114,36 @@ export async function recordSignIn(
   if (!before) return undefined;
   await recordLastEvent(deps, before.value);
   const now = deps.now();
-  const updated = await deps.connections.update(key, (current) => {
-    if (!current) return UNCHANGED;
-    const signedIn: Connection = {
-      ...current,
-      tenantId: result.tenantId,
-      granted: result.granted,
-      ...(result.account && { account: result.account }),
-      ...(result.servicePrincipalId && { servicePrincipalId: result.servicePrincipalId }),
-      ...(result.signInMethod && { signInMethod: result.signInMethod }),
-      updatedAt: now.toISOString(),
-    };
-    const change = changeState(signedIn, 'connected', undefined, now);
-    const details = {
-      tenantId: result.tenantId,
-      ...(result.account && { account: result.account }),
-      ...(result.grantedBy && { grantedBy: result.grantedBy }),
-      granted: result.granted,
-    };
-    return change
-      ? withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...details }, now)
-      : withEvent(signedIn, 'connection.reconnected', details, now);
-  });
+  let updated: Versioned<Connection> | undefined;
+  try {
+    updated = await deps.connections.update(key, (current) => {
+      if (!current || current.state === 'disconnected') throw new SignInNoLongerFits();
+      if (current.tenantId !== undefined && current.tenantId.toLowerCase() !== result.tenantId.toLowerCase()) throw new SignInNoLongerFits();
+      if (current.account && result.account && current.account.oid.toLowerCase() !== result.account.oid.toLowerCase()) throw new SignInNoLongerFits();
+      const signedIn: Connection = {
+        ...current,
+        tenantId: result.tenantId,
+        granted: result.granted,
+        ...(result.account && { account: result.account }),
+        ...(result.servicePrincipalId && { servicePrincipalId: result.servicePrincipalId }),
+        ...(result.signInMethod && { signInMethod: result.signInMethod }),
+        updatedAt: now.toISOString(),
+      };
+      const change = changeState(signedIn, 'connected', undefined, now);
+      const details = {
+        tenantId: result.tenantId,
+        ...(result.account && { account: result.account }),
+        ...(result.grantedBy && { grantedBy: result.grantedBy }),
+        granted: result.granted,
+      };
+      return change
+        ? withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...details }, now)
+        : withEvent(signedIn, 'connection.reconnected', details, now);
+    });
+  } catch (error) {
+    if (error instanceof SignInNoLongerFits) return undefined;
+    throw error;
+  }
   if (updated) await recordLastEvent(deps, updated.value);
   return updated?.value;
 }

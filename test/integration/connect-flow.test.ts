@@ -247,6 +247,21 @@ describe('delegated connect', () => {
   });
 });
 
+describe('two first sign-ins at once', () => {
+  it('connects one user, and the tokens kept are that user\'s', async () => {
+    const connection = await env.createConnection({ customerId: 'flow-race', mode: 'delegated' });
+    const megan = await heldCallback(await env.link(connection), contoso.user.userPrincipalName);
+    const admin = await heldCallback(await env.link(connection), contoso.admin.userPrincipalName);
+    const pages = await Promise.all([post(megan.url.toString(), megan.params), post(admin.url.toString(), admin.params)]);
+    expect(pages.filter((shown) => shown.heading === 'Microsoft 365 is connected')).toHaveLength(1);
+    const stored = await env.connection(connection);
+    const winner = stored.account?.oid ?? '';
+    expect([contoso.user.id, contoso.admin.id]).toContain(winner);
+    const cache = JSON.parse((await env.tokenCache(connection.id)) ?? '{}') as { Account?: Record<string, { home_account_id: string }> };
+    expect(Object.values(cache.Account ?? {}).map((account) => account.home_account_id)).toEqual([`${winner}.${contoso.tenant.id}`]);
+  });
+});
+
 describe('application connect', () => {
   it('the admin signs in, consents for the organization, and the roles and service principal are recorded', async () => {
     const connection = await env.createConnection({ customerId: 'flow-application', mode: 'application' });
