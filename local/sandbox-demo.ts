@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomically } from '../src/atomic-file.js';
+import { readFileIfExists } from '../src/read-file-if-exists.js';
 import { CLOUDS } from '../src/identity/clouds.js';
 import { SANDBOX_SETTINGS_FILE } from '../src/local-settings.js';
 import { appRegistrationPermissions } from '../src/identity/scopes.js';
@@ -121,9 +121,9 @@ export async function startSandboxDemo(options: SandboxDemoOptions): Promise<San
 
 async function readSaved(path: string): Promise<SavedDemo | undefined> {
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as SavedDemo;
+    const text = await readFileIfExists(path);
+    return text === undefined ? undefined : (JSON.parse(text) as SavedDemo);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`Cannot read ${path} (delete it to start the sandbox afresh): ${(error as Error).message}`, { cause: error });
   }
 }

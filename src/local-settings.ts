@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readFileIfExists } from './read-file-if-exists.js';
 
 /**
  * App settings for a local run, the way Core Tools assembles them: the process environment wins,
@@ -38,16 +39,17 @@ export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv, 
   let fileValues: Record<string, string> = {};
   let source: string | undefined;
   try {
-    const parsed = JSON.parse(await readFile(path, 'utf8')) as { IsEncrypted?: boolean; Values?: Record<string, unknown> };
-    if (parsed.IsEncrypted) throw new Error('encrypted local.settings.json files are not supported; set "IsEncrypted": false');
-    fileValues = Object.fromEntries(
-      Object.entries(parsed.Values ?? {}).map(([name, value]) => [name, typeof value === 'string' ? value : JSON.stringify(value)]),
-    );
-    source = path;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`Cannot use ${path}: ${(error as Error).message}`, { cause: error });
+    const text = await readFileIfExists(path);
+    if (text !== undefined) {
+      const parsed = JSON.parse(text) as { IsEncrypted?: boolean; Values?: Record<string, unknown> };
+      if (parsed.IsEncrypted) throw new Error('encrypted local.settings.json files are not supported; set "IsEncrypted": false');
+      fileValues = Object.fromEntries(
+        Object.entries(parsed.Values ?? {}).map(([name, value]) => [name, typeof value === 'string' ? value : JSON.stringify(value)]),
+      );
+      source = path;
     }
+  } catch (error) {
+    throw new Error(`Cannot use ${path}: ${(error as Error).message}`, { cause: error });
   }
   const fromEnv = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const configured = { ...fileValues, ...fromEnv };
@@ -61,13 +63,8 @@ export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv, 
 
 async function readSandboxSettings(dataDir: string): Promise<{ values: Record<string, string>; caPem: string } | undefined> {
   const path = join(dataDir, SANDBOX_SETTINGS_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = await readFileIfExists(path);
+  if (text === undefined) return undefined;
   const parsed = JSON.parse(text) as { Values?: Record<string, string>; caCertificatePath?: string };
   if (!parsed.Values || !parsed.caCertificatePath) throw new Error(`${path} is not a sandbox settings file; delete it and run npm start again`);
   return { values: parsed.Values, caPem: await readFile(parsed.caCertificatePath, 'utf8') };

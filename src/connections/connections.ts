@@ -13,7 +13,7 @@ import { newId } from '../domain/ids.js';
 import { mergeTags, type Tags } from '../domain/tags.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
-import { UNCHANGED, type Versioned } from '../store/table-repository.js';
+import { UNCHANGED } from '../store/table-repository.js';
 
 /**
  * What happens to connections: created pending, moved between states, re-tagged, disconnected.
@@ -70,20 +70,13 @@ export async function changeConnectionState(
   to: ConnectionState,
   reason: StateReason | undefined,
 ): Promise<Connection | undefined> {
-  const key = keys.connection(customerId, connectionId);
-  const before = await deps.connections.get(key);
-  if (!before) return undefined;
-  // The change replaces the row's last event: make sure that one is recorded first.
-  await recordLastEvent(deps, before.value);
   const now = deps.now();
-  const updated = await deps.connections.update(key, (current) => {
+  return updateWithEvent(deps, customerId, connectionId, (current) => {
     if (!current) return UNCHANGED;
     const change = changeState(current, to, reason, now);
     if (!change) return UNCHANGED;
     return withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...(reason && { reason }) }, now);
   });
-  if (updated) await recordLastEvent(deps, updated.value);
-  return updated?.value;
 }
 
 /** What Microsoft confirmed when a sign-in or admin consent completed. */
@@ -109,14 +102,9 @@ export async function recordSignIn(
   connectionId: string,
   result: SignInResult,
 ): Promise<Connection | undefined> {
-  const key = keys.connection(customerId, connectionId);
-  const before = await deps.connections.get(key);
-  if (!before) return undefined;
-  await recordLastEvent(deps, before.value);
   const now = deps.now();
-  let updated: Versioned<Connection> | undefined;
   try {
-    updated = await deps.connections.update(key, (current) => {
+    return await updateWithEvent(deps, customerId, connectionId, (current) => {
       if (!current || current.state === 'disconnected') throw new SignInNoLongerFits();
       if (current.tenantId !== undefined && current.tenantId.toLowerCase() !== result.tenantId.toLowerCase()) throw new SignInNoLongerFits();
       if (current.account && result.account && current.account.oid.toLowerCase() !== result.account.oid.toLowerCase()) throw new SignInNoLongerFits();
@@ -144,8 +132,6 @@ export async function recordSignIn(
     if (error instanceof SignInNoLongerFits) return undefined;
     throw error;
   }
-  if (updated) await recordLastEvent(deps, updated.value);
-  return updated?.value;
 }
 
 /** Disconnects a connection and forgets its tokens; idempotent. */
@@ -184,6 +170,25 @@ export async function updateConnectionTags(
   });
   if (outcome.issues) return { issues: outcome.issues };
   return updated && { connection: updated.value };
+}
+
+/**
+ * Rewrites a connection whose new version carries an event (withEvent). The write replaces the
+ * row's last event, so that one is recorded first; the new one is recorded once written.
+ */
+async function updateWithEvent(
+  deps: ConnectionDeps,
+  customerId: string,
+  connectionId: string,
+  mutate: (current: Connection | undefined) => Connection | typeof UNCHANGED,
+): Promise<Connection | undefined> {
+  const key = keys.connection(customerId, connectionId);
+  const before = await deps.connections.get(key);
+  if (!before) return undefined;
+  await recordLastEvent(deps, before.value);
+  const updated = await deps.connections.update(key, mutate);
+  if (updated) await recordLastEvent(deps, updated.value);
+  return updated?.value;
 }
 
 function withEvent(connection: Connection, type: EventType, data: Record<string, unknown>, now: Date): Connection {

@@ -1,6 +1,7 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { writeFileAtomically } from '../../../src/atomic-file.js';
+import { readFileIfExists } from '../../../src/read-file-if-exists.js';
 import type { SandboxData } from './sandbox-state.js';
 import type { SigningKeyMaterial } from './signing-key.js';
 
@@ -19,13 +20,8 @@ interface PersistedSandbox {
 }
 
 export async function readStateFile(path: string): Promise<{ signingKey: SigningKeyMaterial; data: SandboxData } | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
+  const text = await readFileIfExists(path);
+  if (text === undefined) return undefined;
   const persisted = JSON.parse(text) as Omit<PersistedSandbox, 'version'> & { version: number };
   if (persisted.version !== 1) throw new Error(`${path} was written by another sandbox version; delete it to start over.`);
   return { signingKey: persisted.signingKey, data: persisted.data };
