@@ -2,8 +2,9 @@ import type { TokenCredential } from '@azure/identity';
 import { createAuthenticator, type Authenticate } from './api/auth/authenticate.js';
 import { createVendorTokenVerifier } from './api/auth/verify-vendor-token.js';
 import type { ApiServices } from './api/services.js';
-import { loadConfig, type AzureCredentialConfig, type Config, type IdentityConfig } from './config.js';
+import { loadConfig, type AppRegistrationConfig, type AzureCredentialConfig, type Config, type IdentityConfig } from './config.js';
 import type { ConnectionDeps } from './connections/connections.js';
+import type { AppProblem } from './domain/connection.js';
 import type { ApiKeyRecord, JwtIssuer } from './domain/access.js';
 import type { WebhookEndpoint } from './domain/webhook-endpoint.js';
 import { deliverEvent, type DeliveryResult } from './events/deliver-event.js';
@@ -31,6 +32,16 @@ import { SignInStates } from './identity/sign-in-states.js';
 import { BrowserEndpoints } from './identity/browser-endpoints.js';
 import { deleteTokenCache } from './identity/token-cache-store.js';
 import { AccessTokens } from './identity/access-tokens.js';
+import { AppHealthService } from './connection-health/app-health.js';
+import { ConnectionHealthStore } from './connection-health/health-store.js';
+import { TokenLifecycle } from './connection-health/token-lifecycle.js';
+import { refreshConnection, type RefreshMessage, type RefreshOutcome } from './connection-health/refresh-connection.js';
+import { enqueueDueRefreshes, type RefreshScan } from './connection-health/schedule-refreshes.js';
+import { checkCredentialExpiry, type CredentialReport } from './connection-health/credential-expiry.js';
+import { readAppCredentials } from './identity/app-registration-reader.js';
+import { DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './domain/connection-health.js';
+import { logMetrics, type Metrics } from './telemetry/metrics.js';
+import { randomUUID } from 'node:crypto';
 import { ConnectFlow } from './connect/connect-flow.js';
 import { ConnectResults } from './connect/connect-results.js';
 import { connectionExchangeSetup } from './connect/connection-exchange-setup.js';
@@ -66,7 +77,18 @@ export interface IdentityServices {
   msal: MsalClients;
   links: ConsentLinks;
   browser: BrowserEndpoints;
+  /** Every transport's access tokens (getAccessToken). */
   accessTokens: AccessTokens;
+  health: ConnectionHealthStore;
+  apps: AppHealthService;
+  lifecycle: TokenLifecycle;
+  policy: RefreshPolicy;
+  /** The refresh-connection queue's work. */
+  refreshConnection(message: RefreshMessage): Promise<RefreshOutcome>;
+  /** The daily look at every app registration's credential expiry. */
+  checkCredentialExpiry(): Promise<CredentialReport[]>;
+  /** The refresh timer's and refresh-scan queue's work: one page of due connections. */
+  enqueueDueRefreshes(scan: RefreshScan): Promise<{ enqueued: number; more: boolean }>;
   vendorName: string;
 }
 
@@ -116,6 +138,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   const endpointsCache = new TtlCache<'all', WebhookEndpoint[]>(SETTINGS_CACHE_MS);
   const apiKeyCache = new TtlCache<string, ApiKeyRecord | undefined>(SETTINGS_CACHE_MS);
   const issuerCache = new TtlCache<string, JwtIssuer | undefined>(SETTINGS_CACHE_MS);
+  const appProblemCache = new TtlCache<string, AppProblem | undefined>(SETTINGS_CACHE_MS);
   const enabledEndpoints = () =>
     endpointsCache.get('all', async () =>
       (await repositories.webhookEndpoints.all(keys.webhookEndpointsPartition)).filter((endpoint) => endpoint.enabled),
@@ -126,7 +149,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   const replayDeps: ReplayDeps = { events: repositories.events, queues };
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
   const logger = createLogger({ level: config.logLevel, sink: jsonLineSink });
-  const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, logger, now });
+  const metrics = logMetrics(logger);
+  const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, queues, logger, metrics, now, recordEvent: record });
   const verifier = createVendorTokenVerifier({
     findIssuer: (issuer) => issuerCache.get(issuer, async () => (await repositories.jwtIssuers.get(keys.jwtIssuer(issuer)))?.value),
     allowPrivateNetwork: config.allowPrivateNetworkUrls,
@@ -179,6 +203,11 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
       async forgetTokens(connectionId) {
         await deleteTokenCache(secrets, connectionId);
       },
+      appProblem: (appId) =>
+        appProblemCache.get(appId, async () => {
+          const broken = identity && (await identity.apps.get(appId))?.misconfigured;
+          return broken && { code: broken.code, message: broken.explanation, nextStep: broken.nextStep };
+        }),
       defaultAppId: config.identity?.apps[0]?.id ?? 'default',
       appIds: config.identity?.apps.map((app) => app.id) ?? [],
       async replayEvent(customerId, eventId) {
@@ -218,28 +247,50 @@ interface IdentityBuildDeps {
   secrets: SecretStore;
   repositories: Repositories;
   connections: ConnectionDeps;
+  queues: QueuePublisher;
   logger: Logger;
+  metrics: Metrics;
   now(): Date;
+  recordEvent(event: NewEvent): Promise<unknown>;
 }
 
 function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): IdentityServices {
   const { secrets, repositories, logger } = deps;
   const now = () => deps.now();
   const credentialCache = new TtlCache<string, AppCredential>(APP_CREDENTIAL_CACHE_MS);
-  const msal = new MsalClients({
-    apps: identity.apps,
-    credential: (app) =>
-      credentialCache.get(app.id, () =>
-        loadAppCredential(app, secrets, (clientId) =>
-          deps.credentialFor({ kind: 'managedIdentity', ...(clientId !== undefined && { clientId }) }),
-        ),
-      ),
-    logger,
-  });
+  const msalCredential = (app: AppRegistrationConfig) =>
+    credentialCache.get(app.id, () =>
+      loadAppCredential(app, secrets, (clientId) => deps.credentialFor({ kind: 'managedIdentity', ...(clientId !== undefined && { clientId }) })),
+    );
+  const msal = new MsalClients({ apps: identity.apps, credential: msalCredential, logger });
   const keys = new ConnectorKeys(secrets);
   const links = new ConsentLinks(keys, identity.publicBaseUrl, identity.consentLinkTtlMs, now);
   const results = new ConnectResults(repositories.connectResults, now);
   const browser = new BrowserEndpoints();
+  const policy: RefreshPolicy = { ...DEFAULT_REFRESH_POLICY, degradedAfterMs: identity.degradedAfterMs };
+  const health = new ConnectionHealthStore({ health: repositories.connectionHealth, policy, now, owner: randomUUID() });
+  const apps = new AppHealthService({ appHealth: repositories.appHealth, recordEvent: deps.recordEvent, logger, metrics: deps.metrics, now });
+  const lifecycle = new TokenLifecycle({
+    connections: deps.connections,
+    health,
+    apps,
+    async issueLink(connection, purpose) {
+      const link = await links.issue(connection.customerId, connection.id, purpose);
+      return { url: link.url, expiresAt: link.expiresAt.toISOString() };
+    },
+    logger,
+    metrics: deps.metrics,
+  });
+  const accessTokens = new AccessTokens({
+    msal,
+    secrets,
+    leases: health,
+    appGate: (appId) => apps.gate(appId),
+    onFailure: (connection, failure) => lifecycle.failed(connection, failure),
+    metrics: deps.metrics,
+    logger,
+    now,
+  });
   const connect = new ConnectFlow({
     repositories,
     connections: deps.connections,
@@ -249,9 +300,39 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     msal,
     browser,
     secrets,
+    async signedIn(connection) {
+      accessTokens.forget(connection.id);
+      await health.signedIn(connection);
+      await apps.markWorking(connection.appId);
+    },
     identity,
     logger,
     now,
   });
-  return { connect, results, msal, links, browser, accessTokens: new AccessTokens({ msal, secrets }), vendorName: identity.vendorName };
+  return {
+    connect,
+    results,
+    msal,
+    links,
+    browser,
+    accessTokens,
+    health,
+    apps,
+    lifecycle,
+    policy,
+    refreshConnection: (message) =>
+      refreshConnection({ connections: repositories.connections, health, tokens: accessTokens, lifecycle, queues: deps.queues, policy, logger, metrics: deps.metrics, now }, message),
+    enqueueDueRefreshes: (scan) => enqueueDueRefreshes({ health: repositories.connectionHealth, queues: deps.queues }, scan),
+    checkCredentialExpiry: () =>
+      checkCredentialExpiry({
+        apps: identity.apps,
+        appHealth: apps,
+        credential: (app) => msalCredential(app),
+        readFromGraph: (app) => readAppCredentials(msal, app),
+        logger,
+        metrics: deps.metrics,
+        now,
+      }),
+    vendorName: identity.vendorName,
+  };
 }

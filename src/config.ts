@@ -60,6 +60,10 @@ export interface AppRegistrationConfig {
   clientId: string;
   cloud: Cloud;
   credential: AppCredentialConfig;
+  /** When the secret or certificate expires, as the vendor noted it (ENTRA_CREDENTIAL_EXPIRES_AT); otherwise read from Graph when permitted. */
+  credentialExpiresAt?: string;
+  /** The tenant the app is registered in: where its Graph `application` object (credential expiry dates) is read. */
+  homeTenantId?: string;
 }
 
 export interface IdentityConfig {
@@ -71,6 +75,8 @@ export interface IdentityConfig {
   consentLinkTtlMs: number;
   /** Resource owner password credentials: off by default, because they bypass MFA and Conditional Access. */
   allowRopc: boolean;
+  /** Continuous transient token failure for this long makes a connection `degraded`. */
+  degradedAfterMs: number;
 }
 
 export class ConfigError extends Error {
@@ -113,6 +119,8 @@ const extraAppsSchema = z
         secretName: secretName.optional(),
         certificateName: secretName.optional(),
         ficClientId: z.string().regex(GUID, 'must be a GUID').optional(),
+        credentialExpiresAt: z.iso.datetime({ offset: true }).or(z.iso.date()).optional(),
+        homeTenantId: z.string().regex(GUID, 'must be a GUID').optional(),
       })
       .strict(),
   )
@@ -209,6 +217,26 @@ const envSchema = z.object({
         return ms;
       }),
   ),
+  CONNECTION_DEGRADED_AFTER: setting(
+    z
+      .string()
+      .trim()
+      .transform((text, ctx) => {
+        const ms = parseDuration(text);
+        if (ms === undefined || ms < 3_600_000 || ms > 30 * 86_400_000) {
+          ctx.addIssue({ code: 'custom', message: 'must be a duration from 1h to 30d, such as 72h' });
+          return z.NEVER;
+        }
+        return ms;
+      }),
+  ),
+  ENTRA_CREDENTIAL_EXPIRES_AT: setting(
+    z
+      .string()
+      .trim()
+      .pipe(z.union([z.iso.datetime({ offset: true }), z.iso.date()], { error: 'must be a date such as 2027-03-31 or 2027-03-31T12:00:00Z' })),
+  ),
+  ENTRA_HOME_TENANT_ID: setting(guid('the tenant the app is registered in')),
   ENTRA_APPS: setting(
     z
       .string()
@@ -437,16 +465,29 @@ function readIdentity(env: Env, runningInAzure: boolean, problems: string[]): Id
     clientId: extra.clientId,
     cloud: CLOUDS[extra.cloud],
     credential: appCredential(extra.credential, `-${extra.id}`, { ...extra, ficClientId: extra.ficClientId ?? env.AZURE_CLIENT_ID }),
+    ...(extra.credentialExpiresAt !== undefined && { credentialExpiresAt: new Date(extra.credentialExpiresAt).toISOString() }),
+    ...(extra.homeTenantId !== undefined && { homeTenantId: extra.homeTenantId.toLowerCase() }),
   }));
   const ids = ['default', ...extraApps.map((extra) => extra.id)];
   const duplicate = ids.find((id, index) => ids.indexOf(id) !== index);
   if (duplicate !== undefined) problems.push(`ENTRA_APPS: the app id "${duplicate}" is used twice ("default" is the ENTRA_CLIENT_ID app)`);
   return {
-    apps: [{ id: 'default', clientId, cloud, credential }, ...extraApps],
+    apps: [
+      {
+        id: 'default',
+        clientId,
+        cloud,
+        credential,
+        ...(env.ENTRA_CREDENTIAL_EXPIRES_AT !== undefined && { credentialExpiresAt: new Date(env.ENTRA_CREDENTIAL_EXPIRES_AT).toISOString() }),
+        ...(env.ENTRA_HOME_TENANT_ID !== undefined && { homeTenantId: env.ENTRA_HOME_TENANT_ID.toLowerCase() }),
+      },
+      ...extraApps,
+    ],
     publicBaseUrl,
     vendorName: env.VENDOR_NAME ?? 'Your software vendor',
     consentLinkTtlMs: env.CONSENT_LINK_TTL ?? 7 * 86_400_000,
     allowRopc: env.ALLOW_ROPC ?? false,
+    degradedAfterMs: env.CONNECTION_DEGRADED_AFTER ?? 72 * 3_600_000,
   };
 }
 

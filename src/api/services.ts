@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ConnectionDeps } from '../connections/connections.js';
-import type { Connection } from '../domain/connection.js';
+import type { AppProblem, Connection } from '../domain/connection.js';
 import type { ExchangeSetup } from '../domain/exchange-setup.js';
 import type { ExchangeSetupOptions } from '../connect/connection-exchange-setup.js';
 import type { LinkPurpose } from '../domain/sign-in-state.js';
@@ -44,5 +44,7 @@ export interface ApiServices {
   replayFailedEvents(customerId: string, since: Date): Promise<{ events: number; deliveries: number }>;
   /** Readiness of storage and the secret store, reused for a few seconds (see cachedHealthCheck). */
   checkHealth(): Promise<HealthReport>;
+  /** What is wrong with an app registration as a whole (its credential refused), if anything; cached briefly. */
+  appProblem(appId: string): Promise<AppProblem | undefined>;
   now(): Date;
 }

@@ -46,6 +46,8 @@ export interface ConnectFlowDeps {
   msal: MsalClients;
   browser: Pick<BrowserEndpoints, 'adminConsentUrl'>;
   secrets: Pick<SecretStore, 'set'>;
+  /** Told when a sign-in gave the connection new tokens: instances drop the old ones, the refresh schedule starts over. */
+  signedIn(connection: Connection): Promise<void>;
   identity: IdentityConfig;
   logger: Logger;
   now(): Date;
@@ -232,6 +234,7 @@ export class ConnectFlow {
     if (!connected) return this.gone();
     // The tokens are kept only once the connection took this sign-in: a refused one leaves none behind.
     await saveTokenCache(this.deps.secrets, connection.id, serializedCache);
+    await this.deps.signedIn(connected);
     await addMailbox(this.deps.mailboxes, connected, { address: identity.email ?? identity.upn, kind: 'user', ...(identity.displayName !== undefined && { displayName: identity.displayName }) });
     const mailboxes = await listMailboxes(this.deps.mailboxes, connected);
     log.info('connect: delegated connection connected', { tenantId: identity.tenantId, signInMethod });
@@ -321,6 +324,7 @@ export class ConnectFlow {
       ...(state.signedInOid !== undefined && state.signedInUpn !== undefined && { grantedBy: { oid: state.signedInOid, upn: state.signedInUpn } }),
     });
     if (!connected) return this.gone();
+    await this.deps.signedIn(connected);
     log.info('connect: application connection connected', { tenantId });
 
     if (exchangeProtocols(connected).length > 0) {

@@ -69,13 +69,15 @@ export async function changeConnectionState(
   connectionId: string,
   to: ConnectionState,
   reason: StateReason | undefined,
+  /** More for the event: what fixes it (a reconnect link), Microsoft's code. */
+  details: Record<string, unknown> = {},
 ): Promise<Connection | undefined> {
   const now = deps.now();
   return updateWithEvent(deps, customerId, connectionId, (current) => {
     if (!current) return UNCHANGED;
     const change = changeState(current, to, reason, now);
     if (!change) return UNCHANGED;
-    return withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...(reason && { reason }) }, now);
+    return withEvent(change.connection, 'connection.state_changed', { from: change.from, to: change.to, ...(reason && { reason }), ...details }, now);
   });
 }
 

@@ -23,7 +23,11 @@ export type Transports = z.infer<typeof transportsSchema>;
 export const SIGN_IN_METHODS = ['authorization-code', 'device-code', 'password'] as const;
 export type SignInMethod = (typeof SIGN_IN_METHODS)[number];
 
-export const CONNECTION_STATES = ['pending', 'connected', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'] as const;
+/**
+ * `degraded`: Microsoft has failed every token request for a long time (72 h by default) although
+ * nothing says the credentials are bad; the connector keeps retrying and returns to `connected` by itself.
+ */
+export const CONNECTION_STATES = ['pending', 'connected', 'degraded', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'] as const;
 export type ConnectionState = (typeof CONNECTION_STATES)[number];
 
 /** Why a connection is in its state, for people: what happened and what to do next. */
@@ -89,15 +93,24 @@ export type Connection = z.infer<typeof connectionSchema>;
 export const connectionViewSchema = connectionSchema.omit({ lastEvent: true }).meta({ id: 'Connection' });
 export type ConnectionView = z.infer<typeof connectionViewSchema>;
 
-export function connectionView(connection: Connection): ConnectionView {
+/**
+ * A problem of the connection's app registration (its credential refused), which affects every
+ * connection of the app at once and is kept with the app rather than written into each connection.
+ */
+export type AppProblem = StateReason;
+
+/** What the vendor sees: the connection, shown `app_misconfigured` while its app's credential is refused. */
+export function connectionView(connection: Connection, appProblem?: AppProblem): ConnectionView {
   const { lastEvent: _lastEvent, ...view } = connection;
+  if (appProblem && (view.state === 'connected' || view.state === 'degraded')) return { ...view, state: 'app_misconfigured', stateReason: appProblem };
   return view;
 }
 
 /** Which states a connection may move to from each state. */
 const TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]> = {
   pending: ['connected', 'needs_admin', 'app_misconfigured', 'disconnected'],
-  connected: ['needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'],
+  connected: ['degraded', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'],
+  degraded: ['connected', 'needs_reauth', 'needs_admin', 'app_misconfigured', 'disconnected'],
   needs_reauth: ['connected', 'needs_admin', 'app_misconfigured', 'disconnected'],
   needs_admin: ['connected', 'needs_reauth', 'app_misconfigured', 'disconnected'],
   app_misconfigured: ['connected', 'needs_reauth', 'needs_admin', 'disconnected'],

@@ -8,7 +8,21 @@ import { tagsSchema } from './tags.js';
  * vendor can drop duplicates.
  */
 
-export const EVENT_TYPES = ['connection.created', 'connection.state_changed', 'connection.reconnected'] as const;
+export const EVENT_TYPES = [
+  'connection.created',
+  'connection.state_changed',
+  'connection.reconnected',
+  'app.misconfigured',
+  'app.recovered',
+  'app.credential_expiring',
+] as const;
+
+/**
+ * Events about one of the vendor's app registrations concern every customer: they are kept under
+ * this partition instead of a customer's (customer ids start with a letter or digit, so it cannot
+ * be one) and go to the endpoints that take every customer's events.
+ */
+export const VENDOR_EVENTS = '_vendor';
 export type EventType = (typeof EVENT_TYPES)[number];
 
 export const connectorEventSchema = z.object({

@@ -1,17 +1,28 @@
-import type { AuthenticationResult } from '@azure/msal-node';
+import type { AuthenticationResult, ICachePlugin } from '@azure/msal-node';
 import type { Connection } from '../domain/connection.js';
+import type { ConnectionHealth, HeldLease } from '../domain/connection-health.js';
+import { classifyTokenFailure, type TokenFailure } from '../domain/token-failure.js';
 import type { SecretStore } from '../secrets/secret-store.js';
+import type { Logger } from '../telemetry/logger.js';
+import { noMetrics, type Metrics } from '../telemetry/metrics.js';
+import { errorFromMsal } from './microsoft-error.js';
 import type { MsalClients } from './msal-clients.js';
 import { defaultScope, delegatedScopes, type Resource } from './scopes.js';
-import { ConnectionTokenCache } from './token-cache-store.js';
+import { saveTokenCache, tokenCacheSecretName } from './token-cache-store.js';
 
 /**
- * Access tokens for a connected connection, per resource: Graph, or Exchange for IMAP/POP/SMTP.
- * Delegated connections use the refresh token in their own msal cache (msal refreshes and rotates
- * it, and the plugin saves the cache when it changed), as the same kind of client that signed in:
- * public for device code, confidential otherwise; a resource the sign-in did not ask for is
- * obtained silently with the same refresh token. Application connections use client credentials
- * at the connection's tenant.
+ * Access tokens for connections, per resource (Graph, or Exchange for IMAP/POP/SMTP): the one
+ * place every transport gets them from.
+ *
+ * - Each instance keeps the tokens it handed out in memory and hands them out again until 5 minutes
+ *   before they expire.
+ * - Delegated connections: the msal token cache (the refresh token) lives in the secret store; an
+ *   instance keeps a copy and reads the store again only when the connection's health row says the
+ *   cache was rewritten since. Only the holder of the connection's refresh lease redeems the refresh
+ *   token, and it saves the rotated cache before it lets go, so concurrent refreshes make one token
+ *   call and never lose a rotated refresh token. A device code sign-in's refresh token is redeemed
+ *   as a public client, as Microsoft requires (AADSTS700025 otherwise).
+ * - Application connections: msal's own client-credentials cache in the app's client, per tenant.
  */
 
 export interface AccessToken {
@@ -21,46 +32,254 @@ export interface AccessToken {
   subject: string;
 }
 
-export class NotConnectedError extends Error {
-  constructor(connectionId: string, why: string) {
-    super(`Connection ${connectionId} has no tokens: ${why}`);
-    this.name = 'NotConnectedError';
+/** No token: the failure says why, who has to act, and whether retrying helps. */
+export class TokenUnavailableError extends Error {
+  constructor(
+    readonly connectionId: string,
+    readonly failure: TokenFailure,
+    options?: { cause?: unknown },
+  ) {
+    super(`No access token for connection ${connectionId}: ${failure.code}: ${failure.explanation}`, options);
+    this.name = 'TokenUnavailableError';
   }
 }
 
-export class AccessTokens {
-  constructor(private readonly deps: { msal: MsalClients; secrets: Pick<SecretStore, 'get' | 'set'> }) {}
+export interface RefreshLeases {
+  /** The lease, unless someone holds it or `needed` says the connection's health no longer calls for the work. */
+  acquire(connection: Connection, needed?: (health: ConnectionHealth) => boolean): Promise<HeldLease | undefined>;
+  acquireWaiting(connection: Connection, waitMs: number): Promise<HeldLease | undefined>;
+}
 
-  async forConnection(connection: Connection, resource: Resource): Promise<AccessToken> {
-    if (!connection.tenantId) throw new NotConnectedError(connection.id, 'it was never connected');
-    return connection.mode === 'delegated' ? this.delegated(connection, connection.tenantId, resource) : this.appOnly(connection, connection.tenantId, resource);
+export interface AccessTokensDeps {
+  msal: MsalClients;
+  secrets: Pick<SecretStore, 'get' | 'set'>;
+  leases: RefreshLeases;
+  /** Refuses at once when the app's credential is known to be broken and not due for another try. */
+  appGate?(appId: string): Promise<TokenFailure | undefined>;
+  /** Told about every failure that is not transient (the connection's state follows it). */
+  onFailure?(connection: Connection, failure: TokenFailure): Promise<void>;
+  metrics?: Metrics;
+  logger: Logger;
+  now(): Date;
+}
+
+export type RefreshResult = { outcome: 'refreshed'; expiresOn: Date } | { outcome: 'busy' };
+
+/** A token is handed out again until this long before it expires. */
+export const EXPIRY_MARGIN_MS = 5 * 60_000;
+/** How long a transport waits for another instance's refresh of the same connection. */
+const LEASE_WAIT_MS = 15_000;
+
+type Mode = 'demand' | 'refresh';
+type Request = { kind: 'demand' } | { kind: 'refresh'; needed?: (health: ConnectionHealth) => boolean };
+
+export class AccessTokens {
+  private readonly tokens = new Map<string, AccessToken>();
+  private readonly pending = new Map<string, Promise<AccessToken>>();
+  private readonly caches = new Map<string, { serialized: string; version: number }>();
+
+  constructor(private readonly deps: AccessTokensDeps) {}
+
+  /** A token for `resource`, from memory when it has 5 minutes left, else from the cache or Microsoft. */
+  async getAccessToken(connection: Connection, resource: Resource): Promise<AccessToken> {
+    const key = `${connection.id}|${resource}`;
+    const held = this.tokens.get(key);
+    if (held && held.expiresOn.getTime() - this.deps.now().getTime() > EXPIRY_MARGIN_MS) {
+      this.count('token.requests', connection, resource, { source: 'memory' });
+      return held;
+    }
+    let pending = this.pending.get(key);
+    if (!pending) {
+      pending = this.obtain(connection, resource, { kind: 'demand' }).finally(() => this.pending.delete(key));
+      this.pending.set(key, pending);
+    }
+    return pending;
   }
 
-  private async delegated(connection: Connection, tenantId: string, resource: Resource): Promise<AccessToken> {
+  /**
+   * The timer's refresh: redeems the refresh token (delegated) or asks Microsoft for an app-only
+   * token (application), whatever is cached, under the lease; `busy` when another holder has it.
+   */
+  async refresh(connection: Connection, needed?: (health: ConnectionHealth) => boolean): Promise<RefreshResult> {
+    const resource = this.primaryResource(connection);
+    try {
+      const token = await this.obtain(connection, resource, { kind: 'refresh', ...(needed && { needed }) });
+      return { outcome: 'refreshed', expiresOn: token.expiresOn };
+    } catch (error) {
+      if (error instanceof LeaseBusy) return { outcome: 'busy' };
+      throw error;
+    }
+  }
+
+  /** Forgets what this instance holds for a connection (its tokens were replaced or revoked). */
+  forget(connectionId: string): void {
+    for (const key of this.tokens.keys()) if (key.startsWith(`${connectionId}|`)) this.tokens.delete(key);
+    this.caches.delete(connectionId);
+  }
+
+  private primaryResource(connection: Connection): Resource {
+    if (connection.mode === 'application') return 'graph';
+    return delegatedScopes(this.deps.msal.app(connection.appId).cloud, connection.transports).primary;
+  }
+
+  private async obtain(connection: Connection, resource: Resource, request: Request): Promise<AccessToken> {
+    const tenantId = connection.tenantId;
+    if (!tenantId) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'it was never connected');
+    const gated = await this.deps.appGate?.(connection.appId);
+    if (gated) throw new TokenUnavailableError(connection.id, gated);
+    const lease = () => (request.kind === 'refresh' ? this.deps.leases.acquire(connection, request.needed) : this.deps.leases.acquireWaiting(connection, LEASE_WAIT_MS));
+    const token =
+      connection.mode === 'delegated'
+        ? await this.delegated(connection, tenantId, resource, request.kind, lease)
+        : await this.appOnly(connection, tenantId, resource, request.kind, request.kind === 'refresh' ? lease : undefined);
+    this.tokens.set(`${connection.id}|${resource}`, token);
+    return token;
+  }
+
+  private async delegated(connection: Connection, tenantId: string, resource: Resource, mode: Mode, takeLease: () => Promise<HeldLease | undefined>): Promise<AccessToken> {
     const account = connection.account;
-    if (!account) throw new NotConnectedError(connection.id, 'no user signed in');
+    if (!account) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'no user signed in');
     const app = this.deps.msal.app(connection.appId);
     const scopes = delegatedScopes(app.cloud, connection.transports).byResource[resource];
-    if (!scopes) throw new NotConnectedError(connection.id, `its transports use no ${resource} permission`);
-    const cache = new ConnectionTokenCache(this.deps.secrets, connection.id);
-    // Microsoft binds a refresh token to the kind of client it was issued to: a device code sign-in's
-    // must be redeemed without the app's credential (AADSTS700025 otherwise).
-    const client =
-      connection.signInMethod === 'device-code'
-        ? this.deps.msal.publicClient(connection.appId, tenantId, cache)
-        : await this.deps.msal.delegated(connection.appId, tenantId, cache);
-    const cached = await client.getTokenCache().getAccountByHomeId(`${account.oid}.${tenantId}`);
-    if (!cached) throw new NotConnectedError(connection.id, 'its token cache holds no account');
-    return toAccessToken(await client.acquireTokenSilent({ account: cached, scopes, authority: this.deps.msal.authority(app, tenantId) }), account.upn);
+    if (!scopes) throw new Error(`Connection ${connection.id}: its transports use no ${resource} permission`);
+
+    const lease = await takeLease();
+    if (!lease) {
+      this.deps.metrics?.count('token.lease_contention', { customerId: connection.customerId, connectionId: connection.id, mode });
+      this.deps.logger.info('tokens: another instance holds the refresh lease', { customerId: connection.customerId, connectionId: connection.id, mode });
+      if (mode === 'refresh') throw new LeaseBusy();
+      throw new TokenUnavailableError(connection.id, { ...classifyTokenFailure({ error: 'temporarily_unavailable' }), code: 'lease_busy', explanation: 'Another instance is refreshing the connection and did not finish in time.' });
+    }
+
+    let cacheRewritten = false;
+    try {
+      const cache = await this.cacheOf(connection, lease.cacheVersion);
+      const plugin: ICachePlugin = {
+        beforeCacheAccess: (context) => {
+          context.tokenCache.deserialize(cache.serialized);
+          return Promise.resolve();
+        },
+        afterCacheAccess: async (context) => {
+          if (!context.cacheHasChanged) return;
+          // Saved before the lease goes: the rotated refresh token is never only in memory.
+          const serialized = context.tokenCache.serialize();
+          await saveTokenCache(this.deps.secrets, connection.id, serialized);
+          this.caches.set(connection.id, { serialized, version: lease.cacheVersion + 1 });
+          cache.serialized = serialized;
+          cacheRewritten = true;
+        },
+      };
+      const client =
+        connection.signInMethod === 'device-code'
+          ? this.deps.msal.publicClient(connection.appId, tenantId, plugin)
+          : await this.deps.msal.delegated(connection.appId, tenantId, plugin);
+      const cached = await client.getTokenCache().getAccountByHomeId(`${account.oid}.${tenantId}`);
+      if (!cached) throw this.unavailable(connection, { error: 'no_account_in_cache' }, 'its token cache holds no account');
+      const result = await client.acquireTokenSilent({
+        account: cached,
+        scopes,
+        authority: this.deps.msal.authority(app, tenantId),
+        ...(mode === 'refresh' && { forceRefresh: true }),
+      });
+      const token = toAccessToken(result, account.upn);
+      await lease.release({
+        kind: 'success',
+        fromNetwork: !result.fromCache,
+        cacheRewritten,
+        accessTokenExpiresAt: token.expiresOn,
+        used: mode === 'demand',
+        state: result.fromCache ? connection.state : 'connected',
+      });
+      this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
+      return token;
+    } catch (thrown) {
+      const failure = thrown instanceof TokenUnavailableError ? thrown.failure : tokenFailureOf(thrown);
+      if (!failure) {
+        await lease.release({ kind: 'nothing' });
+        throw thrown;
+      }
+      await lease.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: mode === 'demand' });
+      throw await this.failed(connection, resource, mode, failure, thrown);
+    }
   }
 
-  private async appOnly(connection: Connection, tenantId: string, resource: Resource): Promise<AccessToken> {
+  /** On demand no lease is taken (`takeLease` undefined): there is no refresh token, and msal caches per tenant in memory. */
+  private async appOnly(connection: Connection, tenantId: string, resource: Resource, mode: Mode, takeLease?: () => Promise<HeldLease | undefined>): Promise<AccessToken> {
     const app = this.deps.msal.app(connection.appId);
-    const client = await this.deps.msal.appOnlyClient(connection.appId);
-    const result = await client.acquireTokenByClientCredential({ scopes: [defaultScope(app.cloud, resource)], authority: this.deps.msal.authority(app, tenantId) });
-    if (!result) throw new NotConnectedError(connection.id, 'Microsoft returned no app-only token');
-    return toAccessToken(result, app.clientId);
+    const lease = takeLease && (await takeLease());
+    if (takeLease && !lease) throw new LeaseBusy();
+    try {
+      const client = await this.deps.msal.appOnlyClient(connection.appId);
+      const result = await client.acquireTokenByClientCredential({
+        scopes: [defaultScope(app.cloud, resource)],
+        authority: this.deps.msal.authority(app, tenantId),
+        // The timer's refresh is a check that consent and credential still hold: ask Microsoft.
+        ...(mode === 'refresh' && { skipCache: true }),
+      });
+      if (!result) throw new Error('msal returned no app-only token');
+      const token = toAccessToken(result, app.clientId);
+      await lease?.release({ kind: 'success', fromNetwork: !result.fromCache, cacheRewritten: false, accessTokenExpiresAt: token.expiresOn, used: false, state: 'connected' });
+      this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
+      return token;
+    } catch (thrown) {
+      const failure = tokenFailureOf(thrown);
+      if (!failure) {
+        await lease?.release({ kind: 'nothing' });
+        throw thrown;
+      }
+      await lease?.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: false });
+      throw await this.failed(connection, resource, mode, failure, thrown);
+    }
   }
+
+  /** The connection's token cache at `version`: this instance's copy, or the secret store's when the copy is older. */
+  private async cacheOf(connection: Connection, version: number): Promise<{ serialized: string; version: number }> {
+    const held = this.caches.get(connection.id);
+    if (held?.version === version) return { ...held };
+    const stored = await this.deps.secrets.get(tokenCacheSecretName(connection.id));
+    this.deps.metrics?.count('secretstore.reads', { purpose: 'token_cache', customerId: connection.customerId, connectionId: connection.id });
+    if (!stored) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'the secret store holds no token cache for it');
+    const cache = { serialized: stored.value, version };
+    this.caches.set(connection.id, cache);
+    return { ...cache };
+  }
+
+  private async failed(connection: Connection, resource: Resource, mode: Mode, failure: TokenFailure, cause: unknown): Promise<TokenUnavailableError> {
+    this.tokens.delete(`${connection.id}|${resource}`);
+    this.count('token.requests', connection, resource, { source: 'failure', mode, failureKind: failure.kind, code: failure.code });
+    if (failure.kind !== 'transient') await this.deps.onFailure?.(connection, failure);
+    return cause instanceof TokenUnavailableError ? cause : new TokenUnavailableError(connection.id, failure, { cause });
+  }
+
+  private unavailable(connection: Connection, signal: { error: string }, why: string): TokenUnavailableError {
+    return new TokenUnavailableError(connection.id, { ...classifyTokenFailure(signal), explanation: `The connection has no usable sign-in: ${why}.` });
+  }
+
+  private count(name: string, connection: Connection, resource: Resource, dimensions: Record<string, string>): void {
+    (this.deps.metrics ?? noMetrics).count(name, { customerId: connection.customerId, connectionId: connection.id, mode: connection.mode, resource, ...dimensions });
+  }
+}
+
+class LeaseBusy extends Error {}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+
+/** What a token request's failure means, or undefined for failures that are not about tokens (a bug, storage). */
+export function tokenFailureOf(thrown: unknown): TokenFailure | undefined {
+  if (thrown instanceof TokenUnavailableError) return thrown.failure;
+  const microsoft = errorFromMsal(thrown);
+  if (microsoft) return classifyTokenFailure(microsoft);
+  if (isNetworkError(thrown)) return classifyTokenFailure({ error: 'network_error' });
+  return undefined;
+}
+
+function isNetworkError(thrown: unknown): boolean {
+  for (let error = thrown, depth = 0; error instanceof Error && depth < 5; error = error.cause, depth++) {
+    const code = (error as Error & { code?: unknown }).code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
+    if (error instanceof TypeError && error.message === 'fetch failed') return true;
+  }
+  return false;
 }
 
 function toAccessToken(result: AuthenticationResult, subject: string): AccessToken {

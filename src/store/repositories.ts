@@ -6,6 +6,8 @@ import { storedEventSchema, type StoredEvent } from '../domain/events.js';
 import { mailboxSchema, type Mailbox } from '../domain/mailbox.js';
 import { webhookEndpointSchema, type WebhookEndpoint } from '../domain/webhook-endpoint.js';
 import { signInStateSchema, type SignInState } from '../domain/sign-in-state.js';
+import { connectionHealthSchema, type ConnectionHealth } from '../domain/connection-health.js';
+import { appHealthSchema, type AppHealth } from '../domain/app-health.js';
 import { connectResultSchema, type ConnectResult } from '../connect/connect-results.js';
 import type { StorageClients } from './storage-clients.js';
 import { TABLES } from './storage-layout.js';
@@ -27,6 +29,8 @@ export interface Repositories {
   webhookEndpoints: TableRepository<WebhookEndpoint>;
   signInStates: TableRepository<SignInState>;
   connectResults: TableRepository<ConnectResult>;
+  connectionHealth: TableRepository<ConnectionHealth>;
+  appHealth: TableRepository<AppHealth>;
 }
 
 export function createRepositories(storage: StorageClients): Repositories {
@@ -42,6 +46,8 @@ export function createRepositories(storage: StorageClients): Repositories {
     webhookEndpoints: repo(TABLES.webhookEndpoints, webhookEndpointSchema, ['eventTypes']),
     signInStates: repo(TABLES.signInStates, signInStateSchema, []),
     connectResults: repo(TABLES.connectResults, connectResultSchema, ['outcome']),
+    connectionHealth: repo(TABLES.connectionHealth, connectionHealthSchema, ['lease', 'lastFailure']),
+    appHealth: repo(TABLES.appHealth, appHealthSchema, ['misconfigured', 'credential', 'lastEvent']),
   };
 }
 
@@ -63,4 +69,7 @@ export const keys = {
   jwtIssuersPartition: 'issuer',
   webhookEndpoint: (id: string): EntityKey => ({ partitionKey: 'endpoint', rowKey: id }),
   webhookEndpointsPartition: 'endpoint',
+  connectionHealth: (customerId: string, connectionId: string): EntityKey => ({ partitionKey: customerId, rowKey: connectionId }),
+  appHealth: (appId: string): EntityKey => ({ partitionKey: 'app', rowKey: appId }),
+  appHealthPartition: 'app',
 };

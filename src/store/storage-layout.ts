@@ -12,11 +12,17 @@ export const TABLES = {
   webhookEndpoints: 'webhookendpoints',
   signInStates: 'signinstates',
   connectResults: 'connectresults',
+  connectionHealth: 'connectionhealth',
+  appHealth: 'apphealth',
 } as const;
 
 export const QUEUES = {
   /** One message per event and webhook endpoint to deliver to. */
   deliverEvent: 'deliver-event',
+  /** One message per connection whose tokens are due for a refresh. */
+  refreshConnection: 'refresh-connection',
+  /** One message per page of due connections still to be enqueued (the timer's fan-out, continued). */
+  refreshScan: 'refresh-scan',
 } as const;
 
 export const CONTAINERS = {

@@ -79,9 +79,11 @@ async function tokensWith(credential: AppCredentialConfig, stored: Record<string
       loadAppCredential(registration, secrets, () => managedIdentity ?? { getToken: () => Promise.reject(new Error('no managed identity here')) }),
     logger,
   });
-  const tokens = new AccessTokens({ msal, secrets });
+  // Application connections take tokens on demand without the refresh lease (they have no refresh token).
+  const noLeases = { acquire: () => Promise.reject(new Error('no lease needed')), acquireWaiting: () => Promise.reject(new Error('no lease needed')) };
+  const tokens = new AccessTokens({ msal, secrets, leases: noLeases, logger, now: () => new Date() });
   const connection = applicationConnection();
-  return { graph: await tokens.forConnection(connection, 'graph'), outlook: await tokens.forConnection(connection, 'outlook') };
+  return { graph: await tokens.getAccessToken(connection, 'graph'), outlook: await tokens.getAccessToken(connection, 'outlook') };
 }
 
 function expectAppOnly(token: string, audience: string, roles: string[]): void {

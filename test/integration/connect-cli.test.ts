@@ -144,9 +144,9 @@ describe('connect --device-code', () => {
     const cache = JSON.parse((await env.tokenCache(connection.id)) ?? '{}') as Record<string, unknown>;
     expect(Object.keys(cache.RefreshToken as object)).toHaveLength(1);
     await env.services.secrets.set(tokenCacheSecretName(connection.id), JSON.stringify({ ...cache, AccessToken: {} }));
-    const outlook = await env.identity.accessTokens.forConnection(stored, 'outlook');
+    const outlook = await env.identity.accessTokens.getAccessToken(stored, 'outlook');
     expect(decodeJwt(outlook.token)).toMatchObject({ aud: 'https://outlook.office.com', upn: contoso.user.userPrincipalName, appidacr: '0' });
-    const graph = await env.identity.accessTokens.forConnection(stored, 'graph');
+    const graph = await env.identity.accessTokens.getAccessToken(stored, 'graph');
     expect(decodeJwt(graph.token)).toMatchObject({ aud: 'https://graph.microsoft.com', appidacr: '0' });
     const refreshTokens = (await env.sandbox.control.issued(env.clientId)).refreshTokens.filter((t) => t.user === contoso.user.userPrincipalName);
     expect(refreshTokens.some((t) => t.lastRedeemedAt !== undefined)).toBe(true);
@@ -273,7 +273,7 @@ describe('connect --password (ROPC)', () => {
 
     const stored = await env.connection(connection);
     expect(stored).toMatchObject({ state: 'connected', signInMethod: 'password', account: { upn: directory.service } });
-    const graph = await env.identity.accessTokens.forConnection(stored, 'graph');
+    const graph = await env.identity.accessTokens.getAccessToken(stored, 'graph');
     expect(decodeJwt(graph.token)).toMatchObject({ aud: 'https://graph.microsoft.com', upn: directory.service, appidacr: '1' });
   });
 

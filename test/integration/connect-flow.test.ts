@@ -210,12 +210,12 @@ describe('delegated connect', () => {
     await signIn(await env.link(connection), contoso.user.userPrincipalName);
     const stored = await env.connection(connection);
     // The sign-in asked Exchange (primary) with Graph's profile consented alongside; the Graph token comes from the refresh token.
-    const graph = await env.identity.accessTokens.forConnection(stored, 'graph');
+    const graph = await env.identity.accessTokens.getAccessToken(stored, 'graph');
     // Like Entra's, the token carries every Graph permission this user granted the app, here or before.
     const graphClaims = decodeJwt(graph.token);
     expect(graphClaims.aud).toBe('https://graph.microsoft.com');
     expect(String(graphClaims.scp).split(' ')).toContain('User.Read');
-    const outlook = await env.identity.accessTokens.forConnection(stored, 'outlook');
+    const outlook = await env.identity.accessTokens.getAccessToken(stored, 'outlook');
     expect(decodeJwt(outlook.token)).toMatchObject({ aud: 'https://outlook.office.com', upn: contoso.user.userPrincipalName });
     const imap = new ImapFlow({
       host: mailServer.host,

@@ -19,6 +19,11 @@ const expected = [
   ...apiRoutes.map((route) => ({ name: route.name, trigger: 'httpTrigger', route: route.path, methods: [route.method], authLevel: 'anonymous' })),
   { name: 'deliver-event', trigger: 'queueTrigger', queueName: 'deliver-event', connection: 'AzureWebJobsStorage' },
   { name: 'connect-sweep', trigger: 'timerTrigger', schedule: '0 17 * * * *' },
+  // Token upkeep: the timer finds due connections, the queues page through them and refresh each.
+  { name: 'credential-check', trigger: 'timerTrigger', schedule: '0 40 6 * * *' },
+  { name: 'refresh-timer', trigger: 'timerTrigger', schedule: '0 4-59/15 * * * *' },
+  { name: 'refresh-scan', trigger: 'queueTrigger', queueName: 'refresh-scan', connection: 'AzureWebJobsStorage' },
+  { name: 'refresh-connection', trigger: 'queueTrigger', queueName: 'refresh-connection', connection: 'AzureWebJobsStorage' },
   // The connect pages and the two redirect URIs registered on the vendor's app.
   ...(
     [

@@ -119,7 +119,8 @@ export const connectionRoutes = [
         pageSize: query.limit,
         ...optional('continuationToken', decodeCursor('connections', query.cursor)),
       });
-      const items = page.items.map((i) => connectionView(i.value)).filter((c) => query.state === undefined || c.state === query.state);
+      const views = await Promise.all(page.items.map(async (i) => connectionView(i.value, await services.appProblem(i.value.appId))));
+      const items = views.filter((c) => query.state === undefined || c.state === query.state);
       return { status: 200, body: { items, ...optional('nextCursor', encodeCursor('connections', page.continuationToken)) } };
     },
   }),
@@ -135,7 +136,7 @@ export const connectionRoutes = [
     async handle({ params, services }) {
       const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
       if (!found) throw notFound('The connection');
-      return { status: 200, body: connectionView(found.value) };
+      return { status: 200, body: connectionView(found.value, await services.appProblem(found.value.appId)) };
     },
   }),
   route({
@@ -153,7 +154,7 @@ export const connectionRoutes = [
       const updated = await updateConnectionTags(services.connections, params.customerId, params.connectionId, body.tags);
       if (!updated) throw notFound('The connection');
       if ('issues' in updated) throw invalidTags('The tags, with this change applied, are not valid; see "errors".', updated.issues);
-      return { status: 200, body: connectionView(updated.connection) };
+      return { status: 200, body: connectionView(updated.connection, await services.appProblem(updated.connection.appId)) };
     },
   }),
   route({

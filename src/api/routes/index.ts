@@ -11,6 +11,11 @@ const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
   'connection.created': 'A connection was created (data.connection).',
   'connection.state_changed': 'A connection changed state (data.from, data.to, data.reason).',
   'connection.reconnected': 'A connected connection was connected again through a reconnect link (data.tenantId, data.account).',
+  'app.misconfigured':
+    'Microsoft refuses one of your app registrations\' credentials, so every connection of the app is failing (data.appId, data.code, data.explanation, data.nextStep). Sent once per app, to endpoints of every customer ("*").',
+  'app.recovered': 'An app registration works again (data.appId).',
+  'app.credential_expiring':
+    'An app registration\'s secret or certificate expires soon: from 30 days before, again from 7 days, and once expired (data.appId, data.level, data.expiresAt, data.daysLeft).',
 };
 
 /** The contract version of the v1 API, as the OpenAPI document states it. */

@@ -1,0 +1,117 @@
+import type { AppHealth } from '../domain/app-health.js';
+import { VENDOR_EVENTS, type EventType } from '../domain/events.js';
+import { newId } from '../domain/ids.js';
+import type { TokenFailure } from '../domain/token-failure.js';
+import type { NewEvent } from '../events/record-event.js';
+import { keys, type Repositories } from '../store/repositories.js';
+import { ConcurrencyError, UNCHANGED } from '../store/table-repository.js';
+import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+/**
+ * Conditions of a whole app registration. A refused credential (AADSTS7000222 and its kind) breaks
+ * every connection of the app at once and has one fix, the vendor's: it is raised once, as one
+ * `app.misconfigured` event and one error log, and connections show it without each being rewritten.
+ * While it lasts, one token request per interval tries the credential again; the first that works
+ * clears it (`app.recovered`).
+ */
+
+export interface AppHealthDeps {
+  appHealth: Repositories['appHealth'];
+  recordEvent(event: NewEvent): Promise<unknown>;
+  logger: Logger;
+  metrics: Metrics;
+  now(): Date;
+  /** How often a misconfigured app's credential is tried again. */
+  probeIntervalMs?: number;
+}
+
+const DEFAULT_PROBE_INTERVAL_MS = 15 * 60_000;
+
+export class AppHealthService {
+  constructor(private readonly deps: AppHealthDeps) {}
+
+  async get(appId: string): Promise<AppHealth | undefined> {
+    return (await this.deps.appHealth.get(keys.appHealth(appId)))?.value;
+  }
+
+  /**
+   * Undefined when a token request for the app may go ahead; the failure when the app's credential
+   * is known to be refused and another request tries it within the interval. Of the requests that
+   * find the interval over, one wins the next try.
+   */
+  async gate(appId: string): Promise<TokenFailure | undefined> {
+    const key = keys.appHealth(appId);
+    const current = await this.deps.appHealth.get(key);
+    const broken = current?.value.misconfigured;
+    if (!current || !broken) return undefined;
+    const failure: TokenFailure = { kind: 'app_config', state: 'app_misconfigured', code: broken.code, explanation: broken.explanation, nextStep: broken.nextStep, remedy: 'vendor' };
+    const now = this.deps.now();
+    if (broken.probeAt > now.toISOString()) return failure;
+    const probeAt = new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
+    try {
+      await this.deps.appHealth.replace(key, { ...current.value, misconfigured: { ...broken, probeAt }, updatedAt: now.toISOString() }, current.etag);
+      return undefined;
+    } catch (error) {
+      if (error instanceof ConcurrencyError) return failure;
+      throw error;
+    }
+  }
+
+  async markMisconfigured(appId: string, failure: TokenFailure): Promise<void> {
+    const now = this.deps.now();
+    const at = now.toISOString();
+    const probeAt = new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
+    const data = { appId, code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep };
+    const changed = await this.change(appId, { type: 'app.misconfigured', data }, (current) => {
+      if (current.misconfigured) return UNCHANGED;
+      return { ...current, misconfigured: { since: at, code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep, probeAt } };
+    });
+    if (!changed) return;
+    this.deps.logger.error('app registration misconfigured: every connection of the app is failing', { appId, code: failure.code, nextStep: failure.nextStep });
+    this.deps.metrics.count('app.misconfigured', { appId, code: failure.code });
+  }
+
+  async markWorking(appId: string): Promise<void> {
+    const current = await this.get(appId);
+    if (!current?.misconfigured) return;
+    const since = current.misconfigured.since;
+    const changed = await this.change(appId, { type: 'app.recovered', data: { appId, misconfiguredSince: since } }, (value) => {
+      if (!value.misconfigured) return UNCHANGED;
+      const next = { ...value };
+      delete next.misconfigured;
+      return next;
+    });
+    if (changed) this.deps.logger.info('app registration works again', { appId, misconfiguredSince: since });
+  }
+
+  /**
+   * Rewrites the app's row, with an event when one is given, the way connections do: the event is
+   * saved in the row, recorded once written, and recorded again by the next change if that failed.
+   * True when the row changed.
+   */
+  async change(appId: string, event: { type: EventType; data: Record<string, unknown> } | undefined, mutate: (current: AppHealth) => AppHealth | typeof UNCHANGED): Promise<boolean> {
+    const key = keys.appHealth(appId);
+    const before = await this.deps.appHealth.get(key);
+    if (before) await this.recordLast(before.value);
+    const now = this.deps.now();
+    let changed = false;
+    const updated = await this.deps.appHealth.update(key, (current) => {
+      changed = false;
+      const next = mutate(current ?? { appId, updatedAt: now.toISOString() });
+      if (next === UNCHANGED) return UNCHANGED;
+      changed = true;
+      const written: AppHealth = { ...next, updatedAt: now.toISOString() };
+      if (event) written.lastEvent = { id: newId('evt', now.getTime()), type: event.type, occurredAt: now.toISOString(), data: event.data };
+      return written;
+    });
+    if (changed && event && updated) await this.recordLast(updated.value);
+    return changed;
+  }
+
+  private async recordLast(health: AppHealth): Promise<void> {
+    const last = health.lastEvent;
+    if (!last) return;
+    await this.deps.recordEvent({ id: last.id, type: last.type, occurredAt: last.occurredAt, customerId: VENDOR_EVENTS, data: last.data });
+  }
+}
