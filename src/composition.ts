@@ -39,6 +39,9 @@ import { refreshConnection, type RefreshMessage, type RefreshOutcome } from './c
 import { enqueueDueRefreshes, type RefreshScan } from './connection-health/schedule-refreshes.js';
 import { checkCredentialExpiry, type CredentialReport } from './connection-health/credential-expiry.js';
 import { readAppCredentials } from './identity/app-registration-reader.js';
+import { checkConnection } from './connectivity/check-connection.js';
+import { listMailboxes } from './connections/mailboxes.js';
+import type { Probes } from './connectivity/check-connection.js';
 import { DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './domain/connection-health.js';
 import { logMetrics, type Metrics } from './telemetry/metrics.js';
 import { randomUUID } from 'node:crypto';
@@ -203,6 +206,22 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
       async forgetTokens(connectionId) {
         await deleteTokenCache(secrets, connectionId);
       },
+      checkConnection:
+        identity &&
+        ((connection, options) =>
+          checkConnection(
+            {
+              tokens: identity.accessTokens,
+              mailboxes: (c) => listMailboxes({ mailboxes: repositories.mailboxes }, c),
+              cloud: (appId) => identity.msal.app(appId).cloud,
+              // Loaded on the first check: the mail clients are not needed to start the app.
+              probes: lazyProbes,
+              vendorName: identity.vendorName,
+              now,
+            },
+            connection,
+            options,
+          )),
       appProblem: (appId) =>
         appProblemCache.get(appId, async () => {
           const broken = identity && (await identity.apps.get(appId))?.misconfigured;
@@ -269,7 +288,7 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
   const browser = new BrowserEndpoints();
   const policy: RefreshPolicy = { ...DEFAULT_REFRESH_POLICY, degradedAfterMs: identity.degradedAfterMs };
   const health = new ConnectionHealthStore({ health: repositories.connectionHealth, policy, now, owner: randomUUID() });
-  const apps = new AppHealthService({ appHealth: repositories.appHealth, recordEvent: deps.recordEvent, logger, metrics: deps.metrics, now });
+  const apps = new AppHealthService({ appHealth: repositories.appHealth, recordEvent: (event) => deps.recordEvent(event), logger, metrics: deps.metrics, now });
   const lifecycle = new TokenLifecycle({
     connections: deps.connections,
     health,
@@ -336,3 +355,10 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     vendorName: identity.vendorName,
   };
 }
+
+const lazyProbes: Probes = {
+  imap: async (input) => (await import('./mail/probes.js')).probeImap(input),
+  pop3: async (input) => (await import('./mail/probes.js')).probePop3(input),
+  smtp: async (input) => (await import('./mail/probes.js')).probeSmtp(input),
+  graph: async (input) => (await import('./mail/probes.js')).probeGraph(input),
+};

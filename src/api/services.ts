@@ -5,6 +5,8 @@ import type { ExchangeSetup } from '../domain/exchange-setup.js';
 import type { ExchangeSetupOptions } from '../connect/connection-exchange-setup.js';
 import type { LinkPurpose } from '../domain/sign-in-state.js';
 import type { HealthReport } from '../health/check-health.js';
+import type { CheckOptions } from '../connectivity/check-connection.js';
+import type { ConnectionCheck } from '../domain/connection-check.js';
 import type { Repositories } from '../store/repositories.js';
 
 /**
@@ -44,6 +46,8 @@ export interface ApiServices {
   replayFailedEvents(customerId: string, since: Date): Promise<{ events: number; deliveries: number }>;
   /** Readiness of storage and the secret store, reused for a few seconds (see cachedHealthCheck). */
   checkHealth(): Promise<HealthReport>;
+  /** The connectivity checker; undefined until an app registration is configured. */
+  checkConnection: ((connection: Connection, options: CheckOptions) => Promise<ConnectionCheck>) | undefined;
   /** What is wrong with an app registration as a whole (its credential refused), if anything; cached briefly. */
   appProblem(appId: string): Promise<AppProblem | undefined>;
   now(): Date;

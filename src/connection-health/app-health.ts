@@ -95,18 +95,19 @@ export class AppHealthService {
     const before = await this.deps.appHealth.get(key);
     if (before) await this.recordLast(before.value);
     const now = this.deps.now();
-    let changed = false;
+    // Set by the mutator, whose last run is the one that counts.
+    const outcome = { changed: false };
     const updated = await this.deps.appHealth.update(key, (current) => {
-      changed = false;
+      outcome.changed = false;
       const next = mutate(current ?? { appId, updatedAt: now.toISOString() });
       if (next === UNCHANGED) return UNCHANGED;
-      changed = true;
+      outcome.changed = true;
       const written: AppHealth = { ...next, updatedAt: now.toISOString() };
       if (event) written.lastEvent = { id: newId('evt', now.getTime()), type: event.type, occurredAt: now.toISOString(), data: event.data };
       return written;
     });
-    if (changed && event && updated) await this.recordLast(updated.value);
-    return changed;
+    if (outcome.changed && event && updated) await this.recordLast(updated.value);
+    return outcome.changed;
   }
 
   private async recordLast(health: AppHealth): Promise<void> {

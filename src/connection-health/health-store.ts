@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Connection, ConnectionState } from '../domain/connection.js';
+import type { Connection } from '../domain/connection.js';
 import { nextDueAt, type ConnectionHealth, type HeldLease, type LeaseOutcome, type RefreshPolicy } from '../domain/connection-health.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import { AlreadyExistsError, ConcurrencyError, UNCHANGED, type Versioned } from '../store/table-repository.js';

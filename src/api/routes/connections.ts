@@ -3,6 +3,7 @@ import { createConnection, disconnectConnection, updateConnectionTags } from '..
 import { addMailbox, removeMailbox } from '../../connections/mailboxes.js';
 import { LINK_PURPOSES } from '../../domain/sign-in-state.js';
 import { exchangeSetupSchema, ExchangeSetupUnavailable } from '../../connect/connection-exchange-setup.js';
+import { connectionCheckSchema } from '../../domain/connection-check.js';
 import { CONNECTION_MODES, CONNECTION_STATES, connectionView, connectionViewSchema, transportsSchema } from '../../domain/connection.js';
 import { customerIdSchema } from '../../domain/customer.js';
 import { ID_PATTERN } from '../../domain/ids.js';
@@ -177,6 +178,39 @@ export const connectionRoutes = [
       });
       if (!updated) throw notFound('The connection');
       return { status: 200, body: connectionView(updated) };
+    },
+  }),
+  route({
+    name: 'connections-check',
+    method: 'POST',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/check',
+    tag: 'Connections',
+    summary: 'Check that mail can flow: tokens, Graph, IMAP, POP3 and SMTP, per mailbox',
+    description:
+      'Runs, for each mailbox of the connection and each transport it uses, the steps real traffic takes: an access token per ' +
+      'resource, the Graph probe, IMAP login and SELECT INBOX, POP3 login, SMTP AUTH. Nothing is sent unless testMessageTo names ' +
+      'an address: then each SMTP mailbox sends it one plain test message. A failed step names its cause (consent missing, ' +
+      'Exchange service principal missing, mailbox permission missing, SMTP AUTH disabled, network unreachable, …) and the next step; ' +
+      'steps that depend on it are skipped. A token failure also updates the connection\'s state, as any token request does.',
+    authenticated: true,
+    params: connectionParams,
+    body: z
+      .object({
+        testMessageTo: z.email().optional().meta({ description: 'Send one test message to this address (SMTP mailboxes).' }),
+        mailboxes: z.array(z.email()).max(100).optional().meta({ description: 'Only these mailboxes; all by default.' }),
+      })
+      .strict()
+      .optional(),
+    responses: [{ status: 200, description: 'What each step came to.', schema: connectionCheckSchema }, ...problems(400, 401, 404, 409, 503)],
+    async handle({ params, body, services }) {
+      const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
+      if (!found) throw notFound('The connection');
+      if (found.value.state === 'pending' || found.value.state === 'disconnected') {
+        throw new ProblemError('conflict', `The connection is ${found.value.state}: there is nothing to check until it is connected.`);
+      }
+      if (!services.checkConnection) throw connectFlowNotConfigured();
+      const options = { ...optional('testMessageTo', body?.testMessageTo), ...optional('mailboxes', body?.mailboxes) };
+      return { status: 200, body: await services.checkConnection(found.value, options) };
     },
   }),
   route({
