@@ -91,6 +91,7 @@ export async function startSandboxDemo(options: SandboxDemoOptions): Promise<San
       ENTRA_CLIENT_ID: clientId,
       ENTRA_CLOUD: 'custom',
       ENTRA_LOGIN_URL: sandbox.httpsBase,
+      ENTRA_GRAPH_URL: sandbox.graphBase,
       PUBLIC_BASE_URL: options.publicBaseUrl,
     };
     const connections = { ...saved?.demo.connections };

@@ -288,7 +288,14 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
   const browser = new BrowserEndpoints();
   const policy: RefreshPolicy = { ...DEFAULT_REFRESH_POLICY, degradedAfterMs: identity.degradedAfterMs };
   const health = new ConnectionHealthStore({ health: repositories.connectionHealth, policy, now, owner: randomUUID() });
-  const apps = new AppHealthService({ appHealth: repositories.appHealth, recordEvent: (event) => deps.recordEvent(event), logger, metrics: deps.metrics, now });
+  const apps = new AppHealthService({
+    appHealth: repositories.appHealth,
+    recordEvent: (event) => deps.recordEvent(event),
+    clientIdOf: (appId) => msal.app(appId).clientId,
+    logger,
+    metrics: deps.metrics,
+    now,
+  });
   const lifecycle = new TokenLifecycle({
     connections: deps.connections,
     health,

@@ -24,6 +24,11 @@ export interface AppHealthDeps {
   now(): Date;
   /** How often a misconfigured app's credential is tried again. */
   probeIntervalMs?: number;
+  /**
+   * The client id of the app registration an app id names: the row belongs to the registration, so
+   * deployments that share a storage account with other registrations under the same app id never meet.
+   */
+  clientIdOf(appId: string): string;
 }
 
 const DEFAULT_PROBE_INTERVAL_MS = 15 * 60_000;
@@ -32,7 +37,7 @@ export class AppHealthService {
   constructor(private readonly deps: AppHealthDeps) {}
 
   async get(appId: string): Promise<AppHealth | undefined> {
-    return (await this.deps.appHealth.get(keys.appHealth(appId)))?.value;
+    return (await this.deps.appHealth.get(keys.appHealth(this.deps.clientIdOf(appId))))?.value;
   }
 
   /**
@@ -41,7 +46,7 @@ export class AppHealthService {
    * find the interval over, one wins the next try.
    */
   async gate(appId: string): Promise<TokenFailure | undefined> {
-    const key = keys.appHealth(appId);
+    const key = keys.appHealth(this.deps.clientIdOf(appId));
     const current = await this.deps.appHealth.get(key);
     const broken = current?.value.misconfigured;
     if (!current || !broken) return undefined;
@@ -62,7 +67,7 @@ export class AppHealthService {
     const now = this.deps.now();
     const at = now.toISOString();
     const probeAt = new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
-    const data = { appId, code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep };
+    const data = { appId, clientId: this.deps.clientIdOf(appId), code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep };
     const changed = await this.change(appId, { type: 'app.misconfigured', data }, (current) => {
       if (current.misconfigured) return UNCHANGED;
       return { ...current, misconfigured: { since: at, code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep, probeAt } };
@@ -76,7 +81,7 @@ export class AppHealthService {
     const current = await this.get(appId);
     if (!current?.misconfigured) return;
     const since = current.misconfigured.since;
-    const changed = await this.change(appId, { type: 'app.recovered', data: { appId, misconfiguredSince: since } }, (value) => {
+    const changed = await this.change(appId, { type: 'app.recovered', data: { appId, clientId: this.deps.clientIdOf(appId), misconfiguredSince: since } }, (value) => {
       if (!value.misconfigured) return UNCHANGED;
       const next = { ...value };
       delete next.misconfigured;
@@ -91,7 +96,7 @@ export class AppHealthService {
    * True when the row changed.
    */
   async change(appId: string, event: { type: EventType; data: Record<string, unknown> } | undefined, mutate: (current: AppHealth) => AppHealth | typeof UNCHANGED): Promise<boolean> {
-    const key = keys.appHealth(appId);
+    const key = keys.appHealth(this.deps.clientIdOf(appId));
     const before = await this.deps.appHealth.get(key);
     if (before) await this.recordLast(before.value);
     const now = this.deps.now();

@@ -70,6 +70,6 @@ export const keys = {
   webhookEndpoint: (id: string): EntityKey => ({ partitionKey: 'endpoint', rowKey: id }),
   webhookEndpointsPartition: 'endpoint',
   connectionHealth: (customerId: string, connectionId: string): EntityKey => ({ partitionKey: customerId, rowKey: connectionId }),
-  appHealth: (appId: string): EntityKey => ({ partitionKey: 'app', rowKey: appId }),
+  appHealth: (clientId: string): EntityKey => ({ partitionKey: 'app', rowKey: clientId.toLowerCase() }),
   appHealthPartition: 'app',
 };

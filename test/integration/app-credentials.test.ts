@@ -10,7 +10,7 @@ import { startSandboxIdentity, type RunningSandboxIdentity } from '../../local/s
 import { createSigningKeyMaterial } from '../../local/sandbox/identity/signing-key.js';
 import type { AppCredentialConfig, AppRegistrationConfig } from '../../src/config.js';
 import type { Connection } from '../../src/domain/connection.js';
-import { AccessTokens } from '../../src/identity/access-tokens.js';
+import { AccessTokens, TokenUnavailableError } from '../../src/identity/access-tokens.js';
 import { AppCredentialError, loadAppCredential } from '../../src/identity/app-credentials.js';
 import { CLOUDS } from '../../src/identity/clouds.js';
 import { MsalClients } from '../../src/identity/msal-clients.js';
@@ -167,10 +167,12 @@ describe('app credentials', () => {
     const wrong = 'Xy7~wrong-secret-value-0123456789abcd';
     const failure = await tokensWith({ kind: 'secret', secretName: 'entra-client-secret' }, { 'entra-client-secret': wrong }).then(
       () => undefined,
-      (error: unknown) => error as { errorCode?: string; errorNo?: string | number; message: string },
+      (error: unknown) => error as TokenUnavailableError,
     );
-    expect(failure).toMatchObject({ errorCode: 'invalid_client' });
-    expect(String(failure?.errorNo)).toBe('7000215');
+    // Named as the vendor's own configuration, with Microsoft's code; msal's error is its cause.
+    expect(failure).toBeInstanceOf(TokenUnavailableError);
+    expect(failure?.failure).toMatchObject({ kind: 'app_config', code: 'AADSTS7000215' });
+    expect(failure?.cause).toMatchObject({ errorCode: 'invalid_client' });
     expect(`${failure?.message ?? ''} ${messages.join('\n')}`).not.toContain(wrong);
   });
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow } from 'imapflow';
+import { decodeJwt } from 'jose';
 import nodemailer from 'nodemailer';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import {
@@ -17,6 +18,8 @@ import {
 } from '../../local/sandbox/mail-server/index.js';
 import {
   APP_ROLES,
+  EXCHANGE_APP_AUDIENCE,
+  EXCHANGE_DELEGATED_AUDIENCE,
   generateSigningKey,
   importSigningKey,
   mintAppToken,
@@ -24,7 +27,7 @@ import {
   type DelegatedTokenOptions,
   type TokenSigner,
 } from '../support/mail-tokens.js';
-import { Pop3Client } from '../support/pop3.js';
+import { Pop3Client } from '../../src/mail/pop3-client.js';
 import type { MailServerForTests } from './mail-server.global-setup.js';
 
 // The real Dovecot + Postfix of mail-server.global-setup.ts, accepting XOAUTH2 only, like Exchange
@@ -150,7 +153,7 @@ async function expectSmtpRefused(user: string, accessToken: string): Promise<voi
 
 async function expectPop3Refused(user: string, accessToken: string): Promise<void> {
   const { host, ports, caPem } = server();
-  const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+  const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, tls: { ca: caPem } });
   try {
     await expect(pop3.authenticateXoauth2(user, accessToken)).rejects.toMatchObject({ authenticationFailed: true });
   } finally {
@@ -230,11 +233,11 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
       await withImap(user, token, (client) => client.append('INBOX', rawMessage(user, user, subject, 'hello over POP3')));
 
       const { host, ports, caPem } = server();
-      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, tls: { ca: caPem } });
       try {
         await pop3.authenticateXoauth2(user, token);
         expect(await pop3.stat()).toMatchObject({ count: 1 });
-        const message = await pop3.retr(1);
+        const message = (await pop3.retr(1)).toString('utf8');
         expect(message).toContain(`Subject: ${subject}`);
         expect(message).toContain('hello over POP3');
         await pop3.quit();
@@ -259,10 +262,11 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
       expect(await withImap(user, v2Token, (client) => client.noop().then(() => client.usable))).toBe(true);
     });
 
-    it('an app-only token opens any mailbox over IMAP, SMTP and POP3', async () => {
+    it('an app-only token (audience https://outlook.office365.com, as Entra issues it) opens any mailbox over IMAP, SMTP and POP3', async () => {
       const user = mailbox('shared');
       const recipient = mailbox('frank');
       const token = await mintAppToken(signer, { tenantId: tenant });
+      expect(decodeJwt(token).aud).toBe(EXCHANGE_APP_AUDIENCE);
       const subject = `app-only ${randomUUID()}`;
 
       await withImap(user, token, (client) => client.append('INBOX', rawMessage(user, user, subject, 'stored by the app')));
@@ -276,10 +280,10 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
       expect(await waitForMessage(recipient, await delegated(recipient), subject)).toContain('sent by the app');
 
       const { host, ports, caPem } = server();
-      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, ca: caPem });
+      const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, tls: { ca: caPem } });
       try {
         await pop3.authenticateXoauth2(user, token);
-        expect(await pop3.retr(1)).toContain(`Subject: ${subject}`);
+        expect((await pop3.retr(1)).toString('utf8')).toContain(`Subject: ${subject}`);
       } finally {
         pop3.close();
       }
@@ -336,6 +340,23 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
       await expectSmtpRefused(user, accessToken);
       await expectPop3Refused(user, accessToken);
       await expectDovecotLogged(user, reason);
+    });
+
+    // Entra never issues one (app-only Exchange tokens come from https://outlook.office365.com/.default).
+    // Lacking a upn, it is an internal failure to the delegated passdb, so Dovecot calls the refusal
+    // temporary, like an app-only token without roles (README.md).
+    it('an app-only token for the delegated audience, https://outlook.office.com', async () => {
+      const user = mailbox('victim');
+      const accessToken = await mintAppToken(signer, { tenantId: tenant, audience: EXCHANGE_DELEGATED_AUDIENCE });
+      const client = imap(user, accessToken);
+      try {
+        await expect(client.connect()).rejects.toMatchObject({ authenticationFailed: true, serverResponseCode: 'UNAVAILABLE' });
+      } finally {
+        client.close();
+      }
+      await expectSmtpRefused(user, accessToken);
+      await expectPop3Refused(user, accessToken);
+      await expectDovecotLogged(user, /client_id not found in aud field/);
     });
   });
 });

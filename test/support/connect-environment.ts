@@ -116,6 +116,7 @@ export async function startConnectEnvironment(options: ConnectEnvironmentOptions
     ENTRA_CLIENT_ID: app.clientId,
     ENTRA_CLOUD: 'custom',
     ENTRA_LOGIN_URL: sandbox.httpsBase,
+    ENTRA_GRAPH_URL: sandbox.graphBase,
     PUBLIC_BASE_URL: baseUrl,
     VENDOR_NAME,
     ...options.env,

@@ -2,13 +2,16 @@ import { createHash, randomUUID, type JsonWebKey } from 'node:crypto';
 import { SignJWT, exportJWK, exportPKCS8, exportSPKI, generateKeyPair, importPKCS8, type CryptoKey, type JWTPayload } from 'jose';
 
 /**
- * Access tokens shaped like the ones Entra ID issues for Exchange Online (v1 tokens, audience
- * https://outlook.office.com), signed with keys the local mail servers trust
- * (local/sandbox/mail-server). Dovecot compares exp, nbf and iat with its clock without leeway and
- * requires `typ: "JWT"`, `sub` and `exp`; everything else mirrors what a connector receives.
+ * Access tokens shaped like the ones Entra ID issues for Exchange Online (v1 tokens), signed with
+ * keys the local mail servers trust (local/sandbox/mail-server). Delegated tokens come from scopes
+ * like https://outlook.office.com/IMAP.AccessAsUser.All and carry that audience; app-only ones come
+ * from https://outlook.office365.com/.default and carry https://outlook.office365.com. Dovecot
+ * compares exp, nbf and iat with its clock without leeway and requires `typ: "JWT"`, `sub` and
+ * `exp`; everything else mirrors what a connector receives.
  */
 
-export const EXCHANGE_AUDIENCE = 'https://outlook.office.com';
+export const EXCHANGE_DELEGATED_AUDIENCE = 'https://outlook.office.com';
+export const EXCHANGE_APP_AUDIENCE = 'https://outlook.office365.com';
 export const DELEGATED_SCOPES = 'IMAP.AccessAsUser.All POP.AccessAsUser.All SMTP.Send';
 export const APP_ROLES = ['IMAP.AccessAsApp', 'POP.AccessAsApp', 'SMTP.SendAsApp'];
 
@@ -46,6 +49,7 @@ export interface TokenOptions {
   clientId?: string;
   /** Only v2 tokens carry azp; Dovecot then looks the key up under it. */
   azp?: string;
+  /** Defaults to the audience Entra gives this kind of token (EXCHANGE_DELEGATED_AUDIENCE, EXCHANGE_APP_AUDIENCE). */
   audience?: string | string[];
   /** Defaults to the tenant's v1 issuer, https://sts.windows.net/<tenant>/. */
   issuer?: string;
@@ -73,11 +77,11 @@ function stableId(...parts: string[]): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
-async function sign(signer: TokenSigner, options: TokenOptions, claims: JWTPayload): Promise<string> {
+async function sign(signer: TokenSigner, options: TokenOptions, audience: string, claims: JWTPayload): Promise<string> {
   const issuedAt = options.issuedAt ?? Math.floor(Date.now() / 1000) - 5;
   const clientId = options.clientId ?? DEFAULT_CLIENT_ID;
   const payload: JWTPayload = {
-    aud: options.audience ?? EXCHANGE_AUDIENCE,
+    aud: options.audience ?? audience,
     iss: options.issuer ?? `https://sts.windows.net/${options.tenantId}/`,
     iat: issuedAt,
     nbf: issuedAt,
@@ -98,7 +102,7 @@ async function sign(signer: TokenSigner, options: TokenOptions, claims: JWTPaylo
 /** A token a user's sign-in yields (authorization code flow): opens that user's mailbox only. */
 export function mintDelegatedToken(signer: TokenSigner, options: DelegatedTokenOptions): Promise<string> {
   const oid = stableId(options.tenantId, options.upn);
-  return sign(signer, options, {
+  return sign(signer, options, EXCHANGE_DELEGATED_AUDIENCE, {
     idtyp: 'user',
     oid,
     sub: stableId(oid, options.clientId ?? DEFAULT_CLIENT_ID),
@@ -111,7 +115,7 @@ export function mintDelegatedToken(signer: TokenSigner, options: DelegatedTokenO
 /** A client-credentials token: no user, roles instead of scopes; opens any mailbox it is granted. */
 export function mintAppToken(signer: TokenSigner, options: AppTokenOptions): Promise<string> {
   const oid = stableId(options.tenantId, 'service principal', options.clientId ?? DEFAULT_CLIENT_ID);
-  return sign(signer, options, {
+  return sign(signer, options, EXCHANGE_APP_AUDIENCE, {
     idtyp: 'app',
     oid,
     sub: oid,

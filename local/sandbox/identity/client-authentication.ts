@@ -127,12 +127,13 @@ async function verifySignature(assertion: string, key: KeyObject | JWTVerifyGetK
   }
 }
 
-/** The portal's thumbprints of a certificate: SHA-1 and SHA-256 of its DER, upper-case hex. */
-export function certificateThumbprints(certificatePem: string): { sha1: string; sha256: string; notAfter: number } {
+/** The portal's thumbprints of a certificate (SHA-1 and SHA-256 of its DER, upper-case hex) and its validity. */
+export function certificateThumbprints(certificatePem: string): { sha1: string; sha256: string; notBefore: number; notAfter: number } {
   const certificate = new X509Certificate(certificatePem);
   return {
     sha1: createHash('sha1').update(certificate.raw).digest('hex').toUpperCase(),
     sha256: createHash('sha256').update(certificate.raw).digest('hex').toUpperCase(),
+    notBefore: Date.parse(certificate.validFrom),
     notAfter: Date.parse(certificate.validTo),
   };
 }

@@ -12,6 +12,7 @@ import {
   createTenantInput,
   createUserInput,
   grantConsentInput,
+  graphFaultInput,
   revokeSessionsInput,
   tenantPoliciesInput,
   tokenFaultInput,
@@ -24,17 +25,17 @@ import {
   type UserView,
 } from './control-schemas.js';
 import { jsonResponse, type Handler, type Route, type SandboxResponse } from './http.js';
+import type { SandboxFaults } from './request-faults.js';
 import { parsePermissionReference, resourceByAppId } from './resources.js';
 import type { AppRegistration, FederatedCredential, Mailbox, SandboxState, Tenant, User } from './sandbox-state.js';
-import type { TokenFaults } from './token-faults.js';
 import { hashPassword } from './user-passwords.js';
 
 /**
  * The control API, JSON under /_sandbox/ on the HTTPS listener: what a test or a demo needs to set
  * up a directory (tenants, users, mailboxes), register the vendor's apps and their credentials,
  * switch tenant policies, break things on purpose (revoked sessions, removed consent, expired
- * secrets, token endpoint outages) and read back what was consented and issued. Answers are the
- * records themselves, except that secret values are shown only when created.
+ * secrets, token endpoint and Graph outages) and read back what was consented and issued. Answers
+ * are the records themselves, except that secret values are shown only when created.
  * control-client.ts is the typed client for these routes.
  */
 
@@ -72,7 +73,7 @@ function userView(user: User): UserView {
 }
 
 function appView(app: AppRegistration): AppView {
-  return { ...app, secrets: app.secrets.map(({ keyId, displayName, hint, endDateTime }) => ({ keyId, displayName, hint, endDateTime })) };
+  return { ...app, secrets: app.secrets.map(({ value: _value, ...shown }) => shown) };
 }
 
 function permissions(references: string[], kind: 'delegated' | 'appRole'): PermissionsByResource {
@@ -92,7 +93,7 @@ class ControlOperations {
   constructor(
     private readonly state: SandboxState,
     private readonly context: SandboxContext,
-    private readonly faults: TokenFaults,
+    private readonly faults: SandboxFaults,
   ) {}
 
   private tenant(id: string): Tenant {
@@ -146,7 +147,7 @@ class ControlOperations {
       ...(input.password !== undefined && { passwordHash: hashPassword(input.password) }),
     };
     this.state.data.users.push(user);
-    this.state.data.mailboxes.push({ tenantId: tenant.id, address: user.userPrincipalName, displayName: user.displayName, kind: 'user', fullAccess: [user.id] });
+    if (input.mailbox ?? true) this.state.data.mailboxes.push({ tenantId: tenant.id, address: user.userPrincipalName, displayName: user.displayName, kind: 'user', fullAccess: [user.id] });
     return userView(user);
   }
 
@@ -241,13 +242,15 @@ class ControlOperations {
     } catch (error) {
       throw new ControlError(400, (error as Error).message);
     }
+    // Every registration lives in a tenant; without one named, the vendor gets a tenant of its own.
+    const homeTenantId = input.homeTenantId ?? this.createTenant({ displayName: `${input.displayName} (home tenant)` }).id;
     const flatten = (p: PermissionsByResource) => [...p].flatMap(([resource, names]) => names.map((name) => ({ resourceAppId: resource.appId, name })));
     const app: AppRegistration = {
       clientId,
       displayName: input.displayName,
       redirectUris: input.redirectUris ?? [],
       publicClient: input.publicClient ?? false,
-      ...(input.homeTenantId === undefined ? {} : { homeTenantId: input.homeTenantId }),
+      homeTenantId,
       delegatedPermissions: flatten(delegated),
       appRoles: flatten(roles),
       secrets: [],
@@ -256,7 +259,7 @@ class ControlOperations {
     };
     this.state.data.apps.push(app);
     // The portal creates the app's service principal in its home tenant with the registration.
-    if (input.homeTenantId !== undefined) ensureServicePrincipal(this.state, input.homeTenantId, clientId);
+    ensureServicePrincipal(this.state, homeTenantId, clientId);
     return appView(app);
   }
 
@@ -268,9 +271,11 @@ class ControlOperations {
     const app = this.app(clientId);
     const input = parse(addSecretInput, body);
     const value = input.value ?? newSecretValue();
-    const secret = { keyId: randomUUID(), displayName: input.displayName ?? 'sandbox secret', hint: value.slice(0, 3), value, endDateTime: input.expiresAt ?? this.context.now() + 180 * 86_400_000 };
+    const now = this.context.now();
+    // 180 days: the portal's recommended (default) expiry for a new client secret.
+    const secret = { keyId: randomUUID(), displayName: input.displayName ?? 'sandbox secret', hint: value.slice(0, 3), value, startDateTime: now, endDateTime: input.expiresAt ?? now + 180 * 86_400_000 };
     app.secrets.push(secret);
-    return { keyId: secret.keyId, value, hint: secret.hint, endDateTime: secret.endDateTime };
+    return { keyId: secret.keyId, value, hint: secret.hint, startDateTime: secret.startDateTime, endDateTime: secret.endDateTime };
   }
 
   expireSecret(clientId: string, keyId: string): void {
@@ -288,16 +293,21 @@ class ControlOperations {
     } catch (error) {
       throw new ControlError(400, `certificatePem is not a readable X.509 certificate: ${(error as Error).message}`);
     }
+    if (input.expiresAt !== undefined && input.expiresAt > thumbprints.notAfter) {
+      throw new ControlError(400, `expiresAt is after the certificate's notAfter (${new Date(thumbprints.notAfter).toISOString()}).`);
+    }
     const certificate = {
       keyId: randomUUID(),
       displayName: input.displayName ?? 'sandbox certificate',
       certificatePem: input.certificatePem,
       thumbprintSha1: thumbprints.sha1,
       thumbprintSha256: thumbprints.sha256,
-      endDateTime: thumbprints.notAfter,
+      startDateTime: thumbprints.notBefore,
+      endDateTime: input.expiresAt ?? thumbprints.notAfter,
     };
     app.certificates.push(certificate);
-    return { keyId: certificate.keyId, thumbprintSha1: certificate.thumbprintSha1, thumbprintSha256: certificate.thumbprintSha256, endDateTime: certificate.endDateTime };
+    const { keyId, thumbprintSha1, thumbprintSha256, startDateTime, endDateTime } = certificate;
+    return { keyId, thumbprintSha1, thumbprintSha256, startDateTime, endDateTime };
   }
 
   addFederatedCredential(clientId: string, body: unknown): FederatedCredential {
@@ -317,8 +327,11 @@ class ControlOperations {
   }
 
   failTokenRequests(body: unknown): void {
-    const fault = parse(tokenFaultInput, body);
-    this.faults.inject(fault);
+    this.faults.token.inject(parse(tokenFaultInput, body));
+  }
+
+  failGraphRequests(body: unknown): void {
+    this.faults.graph.inject(parse(graphFaultInput, body));
   }
 
   issued(clientId: string | null): IssuedView {
@@ -353,7 +366,7 @@ function answering(operation: (request: Parameters<Handler>[0]) => unknown, stat
 
 export const CONTROL_PREFIX = '/_sandbox';
 
-export function controlRoutes(context: SandboxContext, faults: TokenFaults): Route[] {
+export function controlRoutes(context: SandboxContext, faults: SandboxFaults): Route[] {
   const ops = new ControlOperations(context.state, context, faults);
   const route = (method: string, path: string, handler: Handler): Route => ({
     method,
@@ -387,6 +400,9 @@ export function controlRoutes(context: SandboxContext, faults: TokenFaults): Rou
     route('POST', '/apps/:clientId/federated-credentials', answering((r) => ops.addFederatedCredential(at(r, 0), r.json), 201)),
     route('PUT', '/faults/token', answering((r) => {
       ops.failTokenRequests(r.json);
+    })),
+    route('PUT', '/faults/graph', answering((r) => {
+      ops.failGraphRequests(r.json);
     })),
     route('GET', '/issued', answering((r) => ops.issued(r.url.searchParams.get('clientId')))),
   ];

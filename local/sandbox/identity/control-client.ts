@@ -12,6 +12,7 @@ import type {
   CreateTenantInput,
   CreateUserInput,
   GrantConsentInput,
+  GraphFaultInput,
   IssuedView,
   MailboxView,
   RevokeSessionsInput,
@@ -86,7 +87,7 @@ export class SandboxControl {
     return this.call('PATCH', `/tenants/${enc(tenant)}/policies`, policies);
   }
 
-  /** A user and their mailbox; `password` lets them use the password grant (ROPC). */
+  /** A user and their mailbox (`mailbox: false`: none); `password` lets them use the password grant (ROPC). */
   createUser(tenant: string, input: CreateUserInput): Promise<UserView> {
     return this.call('POST', `/tenants/${enc(tenant)}/users`, input);
   }
@@ -130,6 +131,7 @@ export class SandboxControl {
     return this.call('GET', `/apps/${enc(clientId)}`);
   }
 
+  /** A new secret, valid from now until `expiresAt` (180 days by default). */
   addClientSecret(clientId: string, input: AddSecretInput = {}): Promise<AddedSecret> {
     return this.call('POST', `/apps/${enc(clientId)}/secrets`, input);
   }
@@ -139,6 +141,7 @@ export class SandboxControl {
     return this.call('POST', `/apps/${enc(clientId)}/secrets/${enc(keyId)}/expire`, {});
   }
 
+  /** The credential lasts as the certificate does, or until `expiresAt`. */
   addCertificate(clientId: string, input: AddCertificateInput): Promise<AddedCertificate> {
     return this.call('POST', `/apps/${enc(clientId)}/certificates`, input);
   }
@@ -147,9 +150,17 @@ export class SandboxControl {
     return this.call('POST', `/apps/${enc(clientId)}/federated-credentials`, input);
   }
 
-  /** The next `count` token requests answer 503 or 429 (with Retry-After when given). */
+  /**
+   * Token requests answer 503 or 429 (with Retry-After when given): the next `count` of them, every
+   * one for `forSeconds` of the sandbox clock, or both, until either runs out. Count 0 ends a fault.
+   */
   failTokenRequests(fault: TokenFaultInput): Promise<void> {
     return this.call('PUT', '/faults/token', fault);
+  }
+
+  /** Sandbox Graph requests answer 429, 503 or 500 (with Retry-After when given), counted or timed as failTokenRequests. */
+  failGraphRequests(fault: GraphFaultInput): Promise<void> {
+    return this.call('PUT', '/faults/graph', fault);
   }
 
   /** Codes, refresh tokens and device codes issued (to one app, or all). */

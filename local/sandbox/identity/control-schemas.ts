@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AppRegistration, Mailbox, User } from './sandbox-state.js';
+import type { AppRegistration, ClientSecret, Mailbox, User } from './sandbox-state.js';
 
 /**
  * What the control API accepts (zod schemas, so a wrong call gets a readable 400) and what it
@@ -19,6 +19,8 @@ export const createUserInput = z.object({
   isAdmin: z.boolean().optional(),
   /** For the password grant (ROPC); kept only as a hash, never shown again. */
   password: z.string().min(1).optional(),
+  /** false: a user without an Exchange Online mailbox (unlicensed), which Graph mail calls refuse. */
+  mailbox: z.boolean().optional(),
 });
 export const revokeSessionsInput = z.object({ reason: z.enum(['revoked', 'inactive']).optional() });
 export const createMailboxInput = z.object({
@@ -47,7 +49,12 @@ export const createAppInput = z.object({
   appRoles: z.array(z.string()).optional(),
 });
 export const addSecretInput = z.object({ displayName: z.string().optional(), value: z.string().min(16).optional(), expiresAt: when.optional() });
-export const addCertificateInput = z.object({ displayName: z.string().optional(), certificatePem: z.string().includes('BEGIN CERTIFICATE') });
+export const addCertificateInput = z.object({
+  displayName: z.string().optional(),
+  certificatePem: z.string().includes('BEGIN CERTIFICATE'),
+  /** When the credential ends, if before the certificate's notAfter (the default). */
+  expiresAt: when.optional(),
+});
 export const addFederatedCredentialInput = z
   .object({
     name: z.string().min(1),
@@ -58,7 +65,15 @@ export const addFederatedCredentialInput = z
     publicKeyPem: z.string().includes('BEGIN PUBLIC KEY').optional(),
   })
   .refine((v) => (v.jwks === undefined) !== (v.publicKeyPem === undefined), 'give exactly one of jwks and publicKeyPem');
-export const tokenFaultInput = z.object({ status: z.union([z.literal(429), z.literal(503)]), count: z.number().int().min(0), retryAfterSeconds: z.number().int().min(0).optional() });
+/** How long a fault lasts: `count` requests, `forSeconds` of the sandbox clock, or whichever runs out first. */
+const faultWindow = {
+  count: z.number().int().min(0).optional(),
+  forSeconds: z.number().min(0).optional(),
+  retryAfterSeconds: z.number().int().min(0).optional(),
+};
+const hasAnEnd = (fault: { count?: number; forSeconds?: number }) => fault.count !== undefined || fault.forSeconds !== undefined;
+export const tokenFaultInput = z.object({ status: z.union([z.literal(429), z.literal(503)]), ...faultWindow }).refine(hasAnEnd, 'give count, forSeconds or both');
+export const graphFaultInput = z.object({ status: z.union([z.literal(429), z.literal(500), z.literal(503)]), ...faultWindow }).refine(hasAnEnd, 'give count, forSeconds or both');
 
 export type CreateTenantInput = z.input<typeof createTenantInput>;
 export type TenantPoliciesInput = z.input<typeof tenantPoliciesInput>;
@@ -71,6 +86,7 @@ export type AddSecretInput = z.input<typeof addSecretInput>;
 export type AddCertificateInput = z.input<typeof addCertificateInput>;
 export type AddFederatedCredentialInput = z.input<typeof addFederatedCredentialInput>;
 export type TokenFaultInput = z.input<typeof tokenFaultInput>;
+export type GraphFaultInput = z.input<typeof graphFaultInput>;
 
 /** A user as the control API shows it: whether they have a password, not its hash. */
 export interface UserView extends Omit<User, 'passwordHash'> {
@@ -78,19 +94,21 @@ export interface UserView extends Omit<User, 'passwordHash'> {
 }
 /** An app registration as the control API shows it: secret values only at creation. */
 export interface AppView extends Omit<AppRegistration, 'secrets'> {
-  secrets: { keyId: string; displayName: string; hint: string; endDateTime: number }[];
+  secrets: Omit<ClientSecret, 'value'>[];
 }
 export interface AddedSecret {
   keyId: string;
   /** The secret, shown once, as in the portal. */
   value: string;
   hint: string;
+  startDateTime: number;
   endDateTime: number;
 }
 export interface AddedCertificate {
   keyId: string;
   thumbprintSha1: string;
   thumbprintSha256: string;
+  startDateTime: number;
   endDateTime: number;
 }
 export interface MailboxView extends Omit<Mailbox, 'fullAccess'> {

@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { openLocalCa } from '../../tls/local-ca.js';
+import { graphBase, graphRoutes } from '../graph/index.js';
 import { adminConsentEndpoint } from './admin-consent-endpoint.js';
 import { authorizeEndpoint, logoutEndpoint } from './authorize-endpoint.js';
 import { DEFAULT_LIFETIMES, type SandboxContext, type SandboxLifetimes } from './context.js';
@@ -12,18 +13,18 @@ import { deviceCodeEndpoint, deviceLoginPage, deviceLoginSubmit } from './device
 import { instanceDiscoveryEndpoint, keysEndpoint, openIdConfigurationEndpoint } from './discovery.js';
 import { routeRequests, type Route } from './http.js';
 import { msalAuthOptions, type SandboxMsalAuthOptions } from './msal-config.js';
+import { createSandboxFaults } from './request-faults.js';
 import { emptySandboxData, SandboxState } from './sandbox-state.js';
 import { Interactions } from './sign-in-flow.js';
 import { createSigningKeyMaterial, loadSigningKey, type SigningKeyMaterial } from './signing-key.js';
 import { readStateFile, StateFile } from './state-file.js';
 import { tokenEndpoint } from './token-endpoint.js';
-import { TokenFaults } from './token-faults.js';
 
 /**
  * A local Microsoft identity platform (v2.0) for the connector, `npm start` and the tests; see
  * README.md. Two listeners: HTTPS on 127.0.0.1 (certificate from the local CA) for everything
- * msal-node calls server to server, and plain HTTP on localhost for the pages a browser opens,
- * advertised as the metadata's authorization_endpoint.
+ * msal-node calls server to server, the sandbox Graph (../graph) under /graph, and plain HTTP on
+ * localhost for the pages a browser opens, advertised as the metadata's authorization_endpoint.
  */
 
 export interface SandboxIdentityOptions {
@@ -57,6 +58,8 @@ export interface SandboxSigningKey {
 export interface RunningSandboxIdentity {
   /** https://127.0.0.1:<port>: the authority host (`<httpsBase>/<tenant>`). */
   httpsBase: string;
+  /** `<httpsBase>/graph`: the sandbox Microsoft Graph, for ENTRA_GRAPH_URL (its tokens' audience stays https://graph.microsoft.com). */
+  graphBase: string;
   /** http://localhost:<port>: sign-in, consent and device code pages. */
   browserBase: string;
   /** The CA that issued the HTTPS certificate: trust it with NODE_EXTRA_CA_CERTS or tls.setDefaultCACertificates. */
@@ -137,7 +140,7 @@ export async function startSandboxIdentity(options: SandboxIdentityOptions): Pro
     lifetimes: { ...DEFAULT_LIFETIMES, ...options.lifetimes },
     now: options.now ?? Date.now,
   };
-  const faults = new TokenFaults();
+  const faults = createSandboxFaults(() => context.now());
   const interactions = new Interactions(context);
   const browserRoutes: Route[] = [
     { method: 'GET', path: tenantPath('/oauth2/v2\\.0/authorize'), handler: authorizeEndpoint(context, interactions) },
@@ -154,6 +157,7 @@ export async function startSandboxIdentity(options: SandboxIdentityOptions): Pro
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/token'), handler: tokenEndpoint(context, faults) },
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/devicecode'), handler: deviceCodeEndpoint(context) },
     ...controlRoutes(context, faults),
+    ...graphRoutes({ context, faults: faults.graph, signingKey }),
   ];
   const onError = (error: unknown) => {
     log('a request failed', error);
@@ -171,6 +175,7 @@ export async function startSandboxIdentity(options: SandboxIdentityOptions): Pro
 
   return {
     httpsBase: context.httpsBase,
+    graphBase: graphBase(context.httpsBase),
     browserBase: context.browserBase,
     caPem: ca.certPem,
     signingKeys: [{ kid: signingKey.kid, publicKeyPem: signingKey.publicKeyPem }],

@@ -44,6 +44,7 @@ export const MICROSOFT_GRAPH: ResourceApi = {
     { name: 'Mail.ReadWrite.Shared', words: 'Read and write user and shared mail' },
     { name: 'Mail.Send.Shared', words: 'Send mail on behalf of others' },
     { name: 'MailboxSettings.Read', words: 'Read your mailbox settings' },
+    { name: 'Application.Read.All', words: 'Read applications', adminOnly: true },
   ],
   appRoles: [
     { name: 'Mail.Read', words: 'Read mail in all mailboxes' },
@@ -52,6 +53,7 @@ export const MICROSOFT_GRAPH: ResourceApi = {
     { name: 'Mail.Send', words: 'Send mail as any user' },
     { name: 'MailboxSettings.Read', words: 'Read all user mailbox settings' },
     { name: 'User.Read.All', words: "Read all users' full profiles" },
+    { name: 'Application.Read.All', words: 'Read all applications' },
   ],
 };
 

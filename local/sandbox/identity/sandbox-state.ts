@@ -53,6 +53,8 @@ export interface ClientSecret {
   /** The first three characters, as the portal shows them. */
   hint: string;
   value: string;
+  /** When it was added; absent in state files written before it was recorded. */
+  startDateTime?: number;
   endDateTime: number;
 }
 
@@ -64,6 +66,9 @@ export interface CertificateCredential {
   thumbprintSha1: string;
   /** Upper-case hex (`x5t#S256`, what msal-node 7's `thumbprintSha256` holds). */
   thumbprintSha256: string;
+  /** The certificate's notBefore; absent in state files written before it was recorded. */
+  startDateTime?: number;
+  /** The certificate's notAfter, or an earlier end chosen when it was added. */
   endDateTime: number;
 }
 
@@ -90,6 +95,10 @@ export interface AppRegistration {
   redirectUris: string[];
   /** "Allow public client flows": device code without a client credential. */
   publicClient: boolean;
+  /**
+   * The tenant the registration lives in, where Graph's /applications finds it. Every app made by
+   * the control API has one; only state files written before that lack it.
+   */
   homeTenantId?: string;
   delegatedPermissions: RequiredPermission[];
   appRoles: RequiredPermission[];
@@ -230,6 +239,15 @@ export class SandboxState {
 
   userByIdOrUpn(tenantId: string, idOrUpn: string): User | undefined {
     return this.data.users.find((u) => u.tenantId === tenantId && (u.id === idOrUpn || sameText(u.userPrincipalName, idOrUpn)));
+  }
+
+  /** The user's own mailbox: the tenant's mailbox at their user principal name. Unlicensed users have none. */
+  mailboxOf(user: User): Mailbox | undefined {
+    return this.mailboxByAddress(user.tenantId, user.userPrincipalName);
+  }
+
+  mailboxByAddress(tenantId: string, address: string): Mailbox | undefined {
+    return this.data.mailboxes.find((m) => m.tenantId === tenantId && sameText(m.address, address));
   }
 
   usersOf(tenantId: string | undefined): User[] {

@@ -8,8 +8,8 @@ import { deviceCodeGrant } from './grant-device-code.js';
 import { passwordGrant } from './grant-password.js';
 import { refreshTokenGrant } from './grant-refresh-token.js';
 import { jsonResponse, type Handler, type SandboxRequest } from './http.js';
+import type { SandboxFaults } from './request-faults.js';
 import type { AppRegistration } from './sandbox-state.js';
-import type { TokenFaults } from './token-faults.js';
 
 /**
  * POST /{tenant}/oauth2/v2.0/token. Order of checks, as Entra's answers suggest: injected faults,
@@ -42,10 +42,10 @@ function tokenEndpointUrls(context: SandboxContext, request: SandboxRequest, aut
   return [`${context.httpsBase}${request.url.pathname}`, ...segments.map((s) => `${context.httpsBase}/${s}/oauth2/v2.0/token`)];
 }
 
-export function tokenEndpoint(context: SandboxContext, faults: TokenFaults): Handler {
+export function tokenEndpoint(context: SandboxContext, faults: SandboxFaults): Handler {
   return async (request) => {
     const ids = errorIdsFor(context, request);
-    const fault = faults.take();
+    const fault = faults.token.take();
     if (fault) {
       const error = fault.status === 429 ? aadsts.tooManyRequests() : aadsts.serviceUnavailable();
       const retryAfter: Record<string, string> = fault.retryAfterSeconds === undefined ? {} : { 'Retry-After': String(fault.retryAfterSeconds) };

@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { SandboxResponse } from '../identity/http.js';
+
+/**
+ * Microsoft Graph's error shape and the errors the sandbox Graph answers with. Every answer, good
+ * or bad, carries `request-id` and `client-request-id` headers (the client's own id echoed when it
+ * sent one, as Graph does), and errors repeat them with the date in `innerError`. Codes and
+ * messages are the ones Graph sends for the same situation; README.md says how sure each one is.
+ */
+
+export class GraphError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+    this.name = 'GraphError';
+  }
+}
+
+export interface RequestIds {
+  requestId: string;
+  clientRequestId: string;
+  /** Milliseconds since the epoch, on the sandbox clock. */
+  now: number;
+}
+
+export function requestIds(headers: IncomingHttpHeaders, now: number): RequestIds {
+  const requestId = randomUUID();
+  const sent = headers['client-request-id'];
+  const clientRequestId = (Array.isArray(sent) ? sent[0] : sent) ?? requestId;
+  return { requestId, clientRequestId, now };
+}
+
+function idHeaders(ids: RequestIds): Record<string, string> {
+  return { 'request-id': ids.requestId, 'client-request-id': ids.clientRequestId, 'Cache-Control': 'no-cache' };
+}
+
+/** What Graph puts in Content-Type for an OData answer. */
+const ODATA_JSON = 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8';
+
+export function graphResponse(status: number, body: unknown, ids: RequestIds, headers: Readonly<Record<string, string>> = {}): SandboxResponse {
+  if (body === undefined) return { status, headers: { ...idHeaders(ids), ...headers }, body: '' };
+  return { status, headers: { 'Content-Type': ODATA_JSON, ...idHeaders(ids), ...headers }, body: JSON.stringify(body) };
+}
+
+/** innerError's date: UTC, to the second, without a zone letter ("2024-03-08T10:22:05"). */
+export function innerErrorDate(now: number): string {
+  return new Date(now).toISOString().slice(0, 19);
+}
+
+export function errorResponse(error: GraphError, ids: RequestIds, headers: Readonly<Record<string, string>> = {}): SandboxResponse {
+  const body = {
+    error: {
+      code: error.code,
+      message: error.message,
+      innerError: { date: innerErrorDate(ids.now), 'request-id': ids.requestId, 'client-request-id': ids.clientRequestId },
+    },
+  };
+  return { status: error.status, headers: { 'Content-Type': 'application/json', ...idHeaders(ids), ...error.headers, ...headers }, body: JSON.stringify(body) };
+}
+
+const invalidToken = (message: string) => new GraphError(401, 'InvalidAuthenticationToken', message);
+
+/** Every error the sandbox Graph raises, by what happened. */
+export const graphErrors = {
+  tokenEmpty: () => invalidToken('Access token is empty.'),
+  tokenNotAJwt: () => invalidToken('CompactToken parsing failed with error code: 80049217'),
+  tokenInvalid: (reason?: string) => invalidToken(reason === undefined ? 'Access token validation failure.' : `Access token validation failure. ${reason}`),
+  tokenExpired: () => invalidToken('Lifetime validation failed, the token is expired.'),
+  tokenNotYetValid: () => invalidToken('Access token has expired or is not yet valid.'),
+
+  meNeedsUser: () => new GraphError(400, 'BadRequest', '/me request is only valid with delegated authentication flow.'),
+  insufficientPrivileges: () => new GraphError(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.'),
+  resourceNotFound: (name: string) =>
+    new GraphError(404, 'Request_ResourceNotFound', `Resource '${name}' does not exist or one of its queried reference-property objects are not present.`),
+  unsupportedFilter: (property: string, resource: string) =>
+    new GraphError(400, 'Request_UnsupportedQuery', `Unsupported or invalid query filter clause specified for property '${property}' of resource '${resource}'.`),
+  directoryPropertyUnknown: (property: string, type: string) =>
+    new GraphError(400, 'BadRequest', `Parsing OData Select and Expand failed: Could not find a property named '${property}' on type 'microsoft.graph.${type}'.`),
+
+  mailAccessDenied: () => new GraphError(403, 'ErrorAccessDenied', 'Access is denied. Check credentials and try again.'),
+  invalidUser: (name: string) => new GraphError(404, 'ErrorInvalidUser', `The requested user '${name}' is invalid.`),
+  mailboxNotEnabled: () => new GraphError(404, 'MailboxNotEnabledForRESTAPI', 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.'),
+  idMalformed: () => new GraphError(400, 'ErrorInvalidIdMalformed', 'Id is malformed.'),
+  itemNotFound: () => new GraphError(404, 'ErrorItemNotFound', 'The specified object was not found in the store.'),
+  outlookPropertyUnknown: (property: string, type: string) =>
+    new GraphError(400, 'RequestBroker--ParseUri', `Could not find a property named '${property}' on type 'Microsoft.OutlookServices.${type}'.`),
+
+  invalidVersion: (version: string) => new GraphError(400, 'BadRequest', `Invalid version: ${version}`),
+  segmentNotFound: (segment: string) => new GraphError(400, 'BadRequest', `Resource not found for the segment '${segment}'.`),
+  methodNotAllowed: (method: string) => new GraphError(405, 'BadRequest', `The HTTP method '${method}' is not allowed for this resource.`),
+  badUri: () => new GraphError(400, 'BadRequest', 'The request URI is not valid.'),
+
+  throttled: (headers: Record<string, string>) => new GraphError(429, 'TooManyRequests', 'Please retry again later.', headers),
+  unavailable: (headers: Record<string, string>) => new GraphError(503, 'serviceNotAvailable', 'Service unavailable', headers),
+  internal: (headers: Record<string, string>) => new GraphError(500, 'generalException', 'General exception while processing.', headers),
+};
