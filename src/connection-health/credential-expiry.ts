@@ -52,9 +52,13 @@ async function checkApp(deps: CredentialExpiryDeps, app: AppRegistrationConfig):
   const log = deps.logger.child({ appId: app.id });
   if (kind === 'managed-identity') {
     log.info('app credential: a managed identity as federated credential; no secret or certificate to expire');
-    return record(deps, app, { appId: app.id, kind, level: 'not_applicable', source: 'none' }, now);
+    return record(deps, app, { appId: app.id, kind, level: 'not_applicable', source: 'none' }, undefined, now);
   }
-  const found = await expiryOf(deps, app, log);
+  const previous = (await deps.appHealth.get(app.id))?.credential;
+  // What was read before still holds when it cannot be read now: an expired secret cannot fetch its own expiry.
+  const found =
+    (await expiryOf(deps, app, log)) ??
+    (previous?.expiresAt !== undefined && previous.source !== 'none' ? { expiresAt: previous.expiresAt, source: previous.source } : undefined);
   const level = credentialLevel(found?.expiresAt, now);
   const report: CredentialReport = {
     appId: app.id,
@@ -72,7 +76,7 @@ async function checkApp(deps: CredentialExpiryDeps, app: AppRegistrationConfig):
     log.info(`app credential: the ${what}'s expiry is unknown; set ENTRA_CREDENTIAL_EXPIRES_AT, or ENTRA_HOME_TENANT_ID with Application.Read.All granted, to be warned before it expires`, fields);
   } else log.info(`app credential: the ${what} is valid for more than 30 days`, fields);
   deps.metrics.record('app.credential_days_left', report.daysLeft ?? -1, { appId: app.id, level });
-  return record(deps, app, report, now);
+  return record(deps, app, report, previous, now);
 }
 
 async function expiryOf(deps: CredentialExpiryDeps, app: AppRegistrationConfig, log: Logger): Promise<{ expiresAt: string; source: CredentialReport['source'] } | undefined> {
@@ -112,8 +116,13 @@ function certificateNotAfter(x5c: string): string | undefined {
 }
 
 /** Keeps the finding on the app's row; a higher level than last time (or a new expiry date at a warning level) is an event. */
-async function record(deps: CredentialExpiryDeps, app: AppRegistrationConfig, report: CredentialReport, now: Date): Promise<CredentialReport> {
-  const previous = (await deps.appHealth.get(app.id))?.credential;
+async function record(
+  deps: CredentialExpiryDeps,
+  app: AppRegistrationConfig,
+  report: CredentialReport,
+  previous: AppHealth['credential'],
+  now: Date,
+): Promise<CredentialReport> {
   const rose = RANK[report.level] > 0 && (RANK[report.level] > RANK[previous?.level ?? 'ok'] || previous?.expiresAt !== report.expiresAt);
   const credential: NonNullable<AppHealth['credential']> = {
     kind: report.kind,

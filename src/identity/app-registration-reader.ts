@@ -18,7 +18,8 @@ const applicationSchema = z.object({
 
 export async function readAppCredentials(msal: MsalClients, app: AppRegistrationConfig & { homeTenantId: string }): Promise<GraphCredentials | undefined> {
   const client = await msal.appOnlyClient(app.id);
-  const token = await client.acquireTokenByClientCredential({ scopes: [defaultScope(app.cloud, 'graph')], authority: msal.authority(app, app.homeTenantId) });
+  // Once a day: a fresh token, so one cached from before a permission change never decides.
+  const token = await client.acquireTokenByClientCredential({ scopes: [defaultScope(app.cloud, 'graph')], authority: msal.authority(app, app.homeTenantId), skipCache: true });
   if (!token) throw new Error('msal returned no app-only token');
   const url = `${app.cloud.graphUrl}/v1.0/applications(appId='${encodeURIComponent(app.clientId)}')?$select=passwordCredentials,keyCredentials`;
   const response = await fetch(url, { headers: { authorization: `Bearer ${token.accessToken}`, accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
