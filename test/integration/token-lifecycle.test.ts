@@ -9,6 +9,8 @@ import { connectionView, type Connection } from '../../src/domain/connection.js'
 import { DEFAULT_REFRESH_POLICY, type ConnectionHealth } from '../../src/domain/connection-health.js';
 import { VENDOR_EVENTS, type StoredEvent } from '../../src/domain/events.js';
 import { AccessTokens } from '../../src/identity/access-tokens.js';
+import { loadAppCredential } from '../../src/identity/app-credentials.js';
+import { MsalClients } from '../../src/identity/msal-clients.js';
 import { keys } from '../../src/store/repositories.js';
 import { UNCHANGED } from '../../src/store/table-repository.js';
 import { QUEUES } from '../../src/store/storage-layout.js';
@@ -73,7 +75,7 @@ async function connected(name: string): Promise<{ directory: Directory; connecti
 }
 
 /** The refresh use-case on the test's clock, with its retries kept instead of queued. */
-function refresher(metrics = new RecordingMetrics()) {
+function refresher(metrics = new RecordingMetrics(), msal = env.identity.msal) {
   const retries: { message: RefreshMessage; delaySeconds: number }[] = [];
   const policy = { ...DEFAULT_REFRESH_POLICY, degradedAfterMs: env.identity.policy.degradedAfterMs };
   const health = new ConnectionHealthStore({ health: env.services.repositories.connectionHealth, policy, now: clock, owner: `test-${String(Math.random())}` });
@@ -90,7 +92,7 @@ function refresher(metrics = new RecordingMetrics()) {
     metrics,
   });
   const tokens = new AccessTokens({
-    msal: env.identity.msal,
+    msal,
     secrets: env.services.secrets,
     leases: health,
     appGate: (appId) => apps.gate(appId),
@@ -338,8 +340,7 @@ describe('failures, sorted by who must act', () => {
     }
   });
 
-  // Last: it breaks the app's credential for the rest of the file.
-  it('an expired client secret raises one app.misconfigured event for the app, however many connections fail', async () => {
+  it('an expired client secret raises one app.misconfigured event for the app, however many connections fail; a new secret brings it back', async () => {
     const first = await connected('Secret One');
     const second = await connected('Secret Two');
     await env.sandbox.control.expireClientSecret(env.clientId, env.secretKeyId);
@@ -364,6 +365,24 @@ describe('failures, sorted by who must act', () => {
     expect(logs.filter((record) => record.level === 'error' && record.message.startsWith('app registration misconfigured'))).toHaveLength(1);
     const problem = await env.services.api.appProblem('default');
     expect(connectionView(await env.connection(first.connection), problem)).toMatchObject({ state: 'app_misconfigured', stateReason: { code: 'AADSTS7000222' } });
+
+    // The vendor puts a new secret in the secret store: within the probe interval one refresh tries
+    // it (the service's own 5-minute credential cache is left out here), and the app recovers.
+    const secret = await env.sandbox.control.addClientSecret(env.clientId);
+    await env.services.secrets.set('entra-client-secret', secret.value);
+    const apps = env.services.config.identity?.apps ?? [];
+    const fresh = new MsalClients({ apps, credential: (app) => loadAppCredential(app, env.services.secrets, () => { throw new Error('no managed identity'); }), logger });
+    const recovering = refresher(new RecordingMetrics(), fresh);
+    clockOffset += 16 * 60_000;
+    try {
+      await makeDue(first.connection);
+      expect(await refreshConnection(recovering.deps, message(first.connection))).toMatchObject({ outcome: 'refreshed' });
+    } finally {
+      clockOffset -= 16 * 60_000;
+    }
+    const recovered = (await eventsOf(VENDOR_EVENTS)).filter((e) => e.type === 'app.recovered' && e.data.clientId === env.clientId);
+    expect(recovered).toHaveLength(1);
+    expect(await env.identity.apps.get('default')).not.toHaveProperty('misconfigured');
   });
 });
 
