@@ -96,6 +96,19 @@ export class ConfigError extends Error {
 /** Empty strings count as unset, as the Functions host treats an empty app setting. */
 const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const setting = <T extends z.ZodType>(schema: T) => z.preprocess(blankAsUnset, schema.optional());
+/** A duration such as 30s, 5m, 72h or 7d, in milliseconds, within [min, max]. */
+const durationBetween = (minMs: number, maxMs: number, message: string) =>
+  z
+    .string()
+    .trim()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms < minMs || ms > maxMs) {
+        ctx.addIssue({ code: 'custom', message });
+        return z.NEVER;
+      }
+      return ms;
+    });
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const guid = (what: string) => z.string().trim().regex(GUID, `must be the client id (a GUID) of ${what}`);
@@ -204,32 +217,8 @@ const envSchema = z.object({
       .transform((v) => v.replace(/\/+$/, '')),
   ),
   VENDOR_NAME: setting(z.string().trim().max(100)),
-  CONSENT_LINK_TTL: setting(
-    z
-      .string()
-      .trim()
-      .transform((text, ctx) => {
-        const ms = parseDuration(text);
-        if (ms === undefined || ms < 60_000 || ms > 30 * 86_400_000) {
-          ctx.addIssue({ code: 'custom', message: 'must be a duration from 1m to 30d, such as 7d' });
-          return z.NEVER;
-        }
-        return ms;
-      }),
-  ),
-  CONNECTION_DEGRADED_AFTER: setting(
-    z
-      .string()
-      .trim()
-      .transform((text, ctx) => {
-        const ms = parseDuration(text);
-        if (ms === undefined || ms < 3_600_000 || ms > 30 * 86_400_000) {
-          ctx.addIssue({ code: 'custom', message: 'must be a duration from 1h to 30d, such as 72h' });
-          return z.NEVER;
-        }
-        return ms;
-      }),
-  ),
+  CONSENT_LINK_TTL: setting(durationBetween(60_000, 30 * 86_400_000, 'must be a duration from 1m to 30d, such as 7d')),
+  CONNECTION_DEGRADED_AFTER: setting(durationBetween(3_600_000, 30 * 86_400_000, 'must be a duration from 1h to 30d, such as 72h')),
   ENTRA_CREDENTIAL_EXPIRES_AT: setting(
     z
       .string()

@@ -1,4 +1,5 @@
 import type { InvocationContext, Timer } from '@azure/functions';
+import type { z } from 'zod';
 import { getServices, type IdentityServices, type Services } from '../composition.js';
 import type { Logger } from '../telemetry/logger.js';
 import { refreshMessageSchema } from './refresh-connection.js';
@@ -27,22 +28,26 @@ export async function refreshTimerHandler(_timer: Timer, context: InvocationCont
   if (result.enqueued > 0 || result.more) ready.log.info('refresh: due connections enqueued', result);
 }
 
+/** The message as its queue's schema reads it; a malformed one throws, to end in the poison queue. */
+function parse<T>(queue: string, schema: z.ZodType<T>, message: unknown): T {
+  const parsed = schema.safeParse(message);
+  if (!parsed.success) throw new Error(`${queue} message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+  return parsed.data;
+}
+
 export async function refreshScanHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const parsed = refreshScanSchema.safeParse(message);
-  if (!parsed.success) throw new Error(`refresh-scan message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+  const scan = parse('refresh-scan', refreshScanSchema, message);
   const ready = await identityOrSkip(context);
   if (!ready) return;
-  const result = await ready.identity.enqueueDueRefreshes(parsed.data);
-  ready.log.info('refresh: next page of due connections enqueued', result);
+  ready.log.info('refresh: next page of due connections enqueued', await ready.identity.enqueueDueRefreshes(scan));
 }
 
 export async function refreshConnectionHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const parsed = refreshMessageSchema.safeParse(message);
-  if (!parsed.success) throw new Error(`refresh-connection message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+  const refresh = parse('refresh-connection', refreshMessageSchema, message);
   const ready = await identityOrSkip(context);
   if (!ready) return;
-  const result = await ready.identity.refreshConnection(parsed.data);
-  ready.log.debug('refresh: done', { customerId: parsed.data.customerId, connectionId: parsed.data.connectionId, ...result });
+  const result = await ready.identity.refreshConnection(refresh);
+  ready.log.debug('refresh: done', { customerId: refresh.customerId, connectionId: refresh.connectionId, ...result });
 }
 
 export async function credentialCheckHandler(_timer: Timer, context: InvocationContext): Promise<void> {

@@ -34,6 +34,20 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...env, ALLOW_ROPC: 'yes' })).toEqual([expect.stringMatching(/^ALLOW_ROPC: must be "true" or "false"/)]);
   });
 
+  it('reads the token-lifecycle settings: degraded after, credential expiry, home tenant', () => {
+    const env = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', HOME: '/h', ENTRA_CLIENT_ID: MI };
+    expect(loadConfig(env).identity).toMatchObject({ degradedAfterMs: 72 * 3_600_000 });
+    const set = loadConfig({ ...env, CONNECTION_DEGRADED_AFTER: '5d', ENTRA_CREDENTIAL_EXPIRES_AT: '2027-03-31', ENTRA_HOME_TENANT_ID: MI.toUpperCase() });
+    expect(set.identity?.degradedAfterMs).toBe(5 * 86_400_000);
+    expect(set.identity?.apps[0]).toMatchObject({ credentialExpiresAt: '2027-03-31T00:00:00.000Z', homeTenantId: MI });
+    const extra = JSON.stringify([{ id: 'gov', clientId: MI, cloud: 'usgov', credential: 'secret', credentialExpiresAt: '2027-01-01T12:00:00Z' }]);
+    expect(loadConfig({ ...env, ENTRA_APPS: extra }).identity?.apps[1]).toMatchObject({ credentialExpiresAt: '2027-01-01T12:00:00.000Z' });
+    expect(problemsOf({ ...env, CONNECTION_DEGRADED_AFTER: '10m', ENTRA_CREDENTIAL_EXPIRES_AT: 'next spring' })).toEqual([
+      expect.stringMatching(/^CONNECTION_DEGRADED_AFTER: must be a duration from 1h to 30d/),
+      expect.stringMatching(/^ENTRA_CREDENTIAL_EXPIRES_AT: must be a date/),
+    ]);
+  });
+
   it('reads the webhook retry schedule and the local-development network setting', () => {
     const config = loadConfig({
       AzureWebJobsStorage: 'UseDevelopmentStorage=true',
