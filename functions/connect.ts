@@ -1,6 +1,7 @@
 import { app } from '@azure/functions';
 import {
   adminConsentCallbackHandler,
+  checkAgainHandler,
   landingHandler,
   problemHandler,
   resultHandler,
@@ -17,6 +18,8 @@ app.http('connect-start', { route: 'connect/{link}/start', methods: ['POST'], au
 app.http('connect-callback', { route: 'connect/callback', methods: ['POST'], authLevel: 'anonymous', handler: signInCallbackHandler(connectRuntime) });
 app.http('connect-admin-callback', { route: 'connect/admin-callback', methods: ['GET'], authLevel: 'anonymous', handler: adminConsentCallbackHandler(connectRuntime) });
 app.http('connect-result', { route: 'connect/result/{id}', methods: ['GET'], authLevel: 'anonymous', handler: resultHandler(connectRuntime) });
+// "Check again" on the Exchange set-up page: the result id is the proof, as for the page itself.
+app.http('connect-result-check', { route: 'connect/result/{id}/check', methods: ['POST'], authLevel: 'anonymous', handler: checkAgainHandler(connectRuntime) });
 app.http('connect-problem', { route: 'connect/problem/{reason}', methods: ['GET'], authLevel: 'anonymous', handler: problemHandler(connectRuntime) });
 
 // Expired sign-in states and result pages, removed hourly (UTC), at an odd minute to stay clear of other timers.

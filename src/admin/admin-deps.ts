@@ -2,11 +2,12 @@ import type { Services } from '../composition.js';
 import type { AdminDeps } from './cli-support.js';
 
 /**
- * What the admin CLI runs with, from the process's services: the same storage, secret store and
- * connect flow as the functions, and their configuration (ALLOW_ROPC among it).
+ * What the admin CLI runs with, from the process's services: the same storage, secret store,
+ * connect flow and connectivity checker as the functions, and their configuration (ALLOW_ROPC among it).
  */
 export function adminDeps(services: Services, readPassword: () => Promise<string>): AdminDeps {
   const identity = services.identity;
+  const checkConnection = services.api.checkConnection;
   return {
     repositories: services.repositories,
     webhookSecrets: services.webhookSecrets,
@@ -25,5 +26,6 @@ export function adminDeps(services: Services, readPassword: () => Promise<string
         readPassword,
       },
     }),
+    ...(checkConnection && { checkConnection }),
   };
 }

@@ -1,8 +1,12 @@
 import { InvalidArgumentError, Option } from 'commander';
 import type { PasswordSignInDeps } from '../connect/password-sign-in.js';
+import type { CheckOptions } from '../connectivity/check-connection.js';
 import type { CustomerScope } from '../domain/access.js';
+import type { Connection } from '../domain/connection.js';
+import type { ConnectionCheck } from '../domain/connection-check.js';
 import { customerIdSchema } from '../domain/customer.js';
 import { EVENT_TYPES, type EventType } from '../domain/events.js';
+import { ID_PATTERN } from '../domain/ids.js';
 import type { ReplayDeps } from '../events/replay-events.js';
 import type { WebhookSecrets } from '../events/webhook-secrets.js';
 import type { Repositories } from '../store/repositories.js';
@@ -17,6 +21,8 @@ export interface AdminDeps {
   now(): Date;
   /** Signing in to delegated connections; absent when no app registration is configured (ENTRA_CLIENT_ID). */
   connect?: ConnectCommandDeps;
+  /** The connectivity checker; absent when no app registration is configured. */
+  checkConnection?: (connection: Connection, options: CheckOptions) => Promise<ConnectionCheck>;
 }
 
 export interface ConnectCommandDeps {
@@ -60,6 +66,11 @@ export function parseCustomerId(value: string): string {
   const parsed = customerIdSchema.safeParse(value);
   if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]?.message ?? 'not a customer id');
   return parsed.data;
+}
+
+export function parseConnectionId(value: string): string {
+  if (!ID_PATTERN.con.test(value)) throw new InvalidArgumentError('connection ids look like con_01J…, 30 characters');
+  return value;
 }
 
 export function parseEventTypes(value: string): EventType[] {

@@ -18,7 +18,7 @@ import type { LinkInvalidReason, SupportReference } from '../pages/model.js';
 import type { SecretStore } from '../secrets/secret-store.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import type { Logger } from '../telemetry/logger.js';
-import type { ConnectOutcome } from './connect-results.js';
+import type { ConnectOutcome, ResultSubject } from './connect-results.js';
 import { connectionExchangeSetup, exchangeProtocols } from './connection-exchange-setup.js';
 import { verifyAppOnlyAccess, type AppOnlyAccess } from './verify-app-only-access.js';
 
@@ -65,9 +65,8 @@ export interface Landing {
 
 export type LandingResult = { kind: 'landing'; landing: Landing } | { kind: 'link-invalid'; reason: LinkInvalidReason };
 
-/** Where to send the browser next, or what to show. */
 /** Where the person goes next; `lang` is the page language they chose before leaving for Microsoft. */
-export type FlowStep = ({ kind: 'redirect'; url: string } | { kind: 'outcome'; outcome: ConnectOutcome }) & { lang?: string };
+export type FlowStep = ({ kind: 'redirect'; url: string } | { kind: 'outcome'; outcome: ConnectOutcome; subject?: ResultSubject }) & { lang?: string };
 
 /** The tenant of personal Microsoft accounts, which have no organization mailbox to connect. */
 const CONSUMER_TENANT = '9188040d-6c67-4c5b-b112-36a304b66dad';
@@ -332,7 +331,8 @@ export class ConnectFlow {
         { repositories: this.deps.repositories, clientIdOf: (appId) => this.deps.msal.app(appId).clientId, vendorName: this.deps.identity.vendorName },
         connected,
       );
-      return outcome({ kind: 'exchange-app-setup', tenant: { id: tenantId }, setup });
+      // The set-up page can check the connection again once the administrator has run the commands.
+      return { ...outcome({ kind: 'exchange-app-setup', tenant: { id: tenantId }, setup }), subject: { customerId: connected.customerId, connectionId: connected.id } };
     }
     const mailboxes = await listMailboxes(this.deps.mailboxes, connected);
     return outcome({ kind: 'connected', mode: 'application', tenant: { id: tenantId }, permissions: granted, mailboxes: mailboxes.map((mailbox) => mailbox.address) });

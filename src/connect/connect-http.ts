@@ -1,7 +1,8 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { matchLocale, negotiateLocale, pageHeaders, renderPage, type Locale, type PageModel } from '../pages/index.js';
+import { matchLocale, negotiateLocale, pageHeaders, renderPage, SETUP_CHECK_ANCHOR, type Locale, type PageModel } from '../pages/index.js';
 import { LINK_INVALID_REASONS, type LinkInvalidReason } from '../pages/model.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { CheckAgain } from './check-again.js';
 import type { ConnectFlow, FlowStep } from './connect-flow.js';
 import type { ConnectOutcome, ConnectResults } from './connect-results.js';
 
@@ -15,6 +16,8 @@ import type { ConnectOutcome, ConnectResults } from './connect-results.js';
 export interface ConnectRuntime {
   flow: ConnectFlow;
   results: ConnectResults;
+  /** The Exchange set-up page's "Check again" for the result with this id (see check-again.ts). */
+  checkAgain(resultId: string): Promise<CheckAgain>;
   vendorName: string;
   /** Origins a form on our pages may end up at: the identity platform's sign-in pages. */
   formActions(): Promise<string[]>;
@@ -28,6 +31,7 @@ const ROUTES = {
   landing: (link: string) => `/api/connect/${link}`,
   start: (link: string) => `/api/connect/${link}/start`,
   result: (id: string) => `/api/connect/result/${id}`,
+  check: (id: string) => `/api/connect/result/${id}/check`,
   problem: (reason: LinkInvalidReason) => `/api/connect/problem/${reason}`,
 };
 
@@ -115,10 +119,44 @@ export const adminConsentCallbackHandler = (runtime: () => Promise<ConnectRuntim
 /** GET /api/connect/result/{id}: how a sign-in ended. */
 export const resultHandler = (runtime: () => Promise<ConnectRuntime | undefined>): Handler =>
   pageHandler(runtime, async (request, connect) => {
-    const outcome = await connect.results.load(request.params.id ?? '');
+    const id = request.params.id ?? '';
+    const stored = await connect.results.load(id);
     const base = { vendorName: connect.vendorName, url: pathOf(request) };
-    if (!outcome) return page({ ...base, kind: 'link-invalid', reason: 'expired' }, localeOf(request), []);
+    if (!stored) return page({ ...base, kind: 'link-invalid', reason: 'expired' }, localeOf(request), []);
+    const { outcome, subject } = stored;
+    if (outcome.kind === 'exchange-app-setup' && subject) return page({ ...base, ...outcome, check: { action: checkAction(id, request) } }, localeOf(request), []);
     return page({ ...base, ...outcome }, localeOf(request), []);
+  });
+
+/**
+ * POST /api/connect/result/{id}/check: the Exchange set-up page's "Check again". The answer is the
+ * page itself with what the check found; its language links lead to the result's GET address, so
+ * switching language shows the page again without repeating the check.
+ */
+export const checkAgainHandler = (runtime: () => Promise<ConnectRuntime | undefined>): Handler =>
+  pageHandler(runtime, async (request, connect, context) => {
+    const id = request.params.id ?? '';
+    const locale = localeOf(request);
+    const base = { vendorName: connect.vendorName, url: withLang(ROUTES.result(id), request) };
+    const checked = await connect.checkAgain(id);
+    if (checked.kind === 'gone') return page({ ...base, kind: 'link-invalid', reason: 'expired' }, locale, []);
+    if (checked.kind === 'not-checkable') return seeOther(base.url);
+    const action = checkAction(id, request);
+    if (checked.kind === 'unavailable') return page({ ...base, ...checked.outcome, check: { action, notice: 'unavailable' } }, locale, []);
+    if (checked.kind === 'wait') {
+      const retryAfter = String(Math.max(1, Math.ceil(checked.retryAfterMs / 1000)));
+      return page({ ...base, ...checked.outcome, check: { action, notice: 'wait' } }, locale, [], { 'retry-after': retryAfter });
+    }
+    const { connection, check } = checked;
+    const failed = check.steps.filter((step) => step.outcome === 'failed');
+    connect.logFor(context).info('connect: the administrator checked the Exchange set-up', {
+      customerId: connection.customerId,
+      connectionId: connection.id,
+      ok: check.ok,
+      steps: check.steps.length,
+      ...(failed.length > 0 && { failures: failed.map((step) => `${step.step}:${step.cause?.code ?? 'unknown'}`).join(' ') }),
+    });
+    return page({ ...base, ...checked.outcome, check: { action, result: check } }, locale, []);
   });
 
 /** GET /api/connect/problem/{reason}: a refused callback, with nothing worth storing. */
@@ -135,16 +173,21 @@ async function follow(step: FlowStep, connect: ConnectRuntime, request: HttpRequ
   // A refused link or state has nothing of its own to show: no row is written for it.
   const lang = step.lang ?? request.query.get('lang') ?? undefined;
   if (outcome.kind === 'link-invalid' && outcome.reference === undefined) return seeOther(withLang(ROUTES.problem(outcome.reason), lang));
-  return seeOther(withLang(ROUTES.result(await connect.results.save(outcome)), lang));
+  return seeOther(withLang(ROUTES.result(await connect.results.save(outcome, step.subject)), lang));
 }
 
-function page(model: PageModel, locale: Locale, formActions: readonly string[]): HttpResponseInit {
+function page(model: PageModel, locale: Locale, formActions: readonly string[], headers: Record<string, string> = {}): HttpResponseInit {
   const rendered = renderPage(model, locale);
   return {
     status: rendered.status,
-    headers: pageHeaders(locale, formActions),
+    headers: { ...pageHeaders(locale, formActions), ...headers },
     body: rendered.html,
   };
+}
+
+/** Where "Check again" posts, in the reader's language, opening the answer at the check's result. */
+function checkAction(id: string, request: HttpRequest): string {
+  return `${withLang(ROUTES.check(id), request)}#${SETUP_CHECK_ANCHOR}`;
 }
 
 function seeOther(location: string): HttpResponseInit {

@@ -123,7 +123,9 @@ async function probe(
   }
   const base = { step, mailbox: mailbox.address, durationMs: Math.round(result.durationMs) };
   if (result.ok) return { ...base, outcome: 'ok', ...(isRecord(result.detail) && { detail: result.detail }) };
-  const described = describeProbeCause(result.cause, { protocol: step satisfies ProbeProtocol, mode: connection.mode, mailbox: mailbox.address });
+  const graph = new URL(cloud.graphUrl);
+  const endpoint = step === 'graph' ? `${graph.hostname} port ${graph.port || '443'}` : `${cloud[step].host} port ${String(cloud[step].port)}`;
+  const described = describeProbeCause(result.cause, { protocol: step satisfies ProbeProtocol, mode: connection.mode, mailbox: mailbox.address, endpoint });
   return {
     ...base,
     outcome: 'failed',

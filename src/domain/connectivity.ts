@@ -184,6 +184,8 @@ export interface ProbeCauseContext {
   mode: ConnectionMode;
   /** The mailbox probed; the commands name it when given. */
   mailbox?: string;
+  /** Where the probe went, e.g. `outlook.office365.com port 993`; the global cloud's endpoint when not given. */
+  endpoint?: string;
 }
 
 export interface ProbeCauseDescription {
@@ -224,6 +226,7 @@ interface Words {
   /** The mailbox as a PowerShell argument. */
   mailbox: string;
   mode: ConnectionMode;
+  endpoint: string;
 }
 type Describe = (words: Words) => ProbeCauseDescription;
 
@@ -235,10 +238,10 @@ function grantAccess(mailbox: string, mode: ConnectionMode, protocol: ProbeProto
 }
 
 const DESCRIPTIONS: Record<ProbeCause, Describe> = {
-  network_unreachable: ({ protocol, kind }) => ({
+  network_unreachable: ({ protocol, endpoint }) => ({
     explanation: `The connector could not reach the ${protocol} server: the host name did not resolve, the connection was refused, or the server did not answer in time.`,
     nextStep:
-      `Check the ${protocol} host and port (Exchange Online in the global cloud: ${ENDPOINTS[kind]}) and that no firewall ` +
+      `Check the ${protocol} host and port (${endpoint}) and that no firewall ` +
       'between the connector and Microsoft 365 blocks it. If they are right, try again in a few minutes.',
   }),
   tls_failed: ({ protocol }) => ({
@@ -371,5 +374,6 @@ export function describeProbeCause(cause: ProbeCause, context: ProbeCauseContext
     // Quoted so that a pasted command takes the address as one value, whatever it contains.
     mailbox: address === undefined ? "'<mailbox>'" : quotePowerShell(address),
     mode: context.mode,
+    endpoint: context.endpoint ?? `Exchange Online in the global cloud: ${ENDPOINTS[context.protocol]}`,
   });
 }

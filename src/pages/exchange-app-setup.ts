@@ -3,11 +3,13 @@ import { copyable, tenantLabel, type PageContent } from './components.js';
 import { html, type Html } from './html.js';
 import { t, type Locale, type MessageKey } from './i18n.js';
 import type { ExchangeAppSetupPage } from './model.js';
+import { setupCheckSection } from './setup-check.js';
 
 /**
  * Consent is granted, but app-only IMAP/POP/SMTP also needs Exchange Online set up for the app:
  * the PowerShell for this very tenant (built by domain/exchange-setup), what each command does,
- * the IDs explained, and what Exchange answers when a step is missing.
+ * the IDs explained, what Exchange answers when a step is missing, and a button that checks
+ * whether the connector gets into the mailboxes once the commands have run.
  */
 
 const STEP_TEXTS: Readonly<Record<ExchangeSetupStepKind, { message: Extract<MessageKey, `exchange.step.${string}`>; cmdlets: readonly string[] }>> = {
@@ -64,6 +66,7 @@ ${copyable(setup.steps.flatMap((step) => step.commands), locale)}
 <h2>${t(locale, 'exchange.steps.heading')}</h2>
 <ol>${steps}</ol>
 <p>${t(locale, 'exchange.rerun')}</p>
+${page.check && setup.mailboxes.length > 0 ? setupCheckSection(page.check, setup.mailboxes, vendor, locale) : ''}
 <h2>${t(locale, 'exchange.mailboxes.heading')}</h2>
 ${setup.mailboxes.length > 0 ? html`<ul>${setup.mailboxes.map((mailbox) => html`<li>${mailbox}</li>`)}</ul>` : html`<p>${t(locale, 'exchange.mailboxes.none', { vendor, command: code('Add-MailboxPermission') })}</p>`}
 <h2>${t(locale, 'exchange.ids.heading')}</h2>
@@ -76,6 +79,8 @@ ${setup.mailboxes.length > 0 ? html`<ul>${setup.mailboxes.map((mailbox) => html`
 <ul>${trouble.map((item) => html`<li>${item}</li>`)}</ul>
 <h2>${t(locale, 'common.whatNext')}</h2>
 <p>${t(locale, 'exchange.next', { vendor })}</p>`;
-  // The consent succeeded; what remains is work for the admin, not an error.
-  return { title: t(locale, 'exchange.title'), body, status: 200, tone: 'action' };
+  // The consent succeeded; what remains is work for the admin, not an error. Only a check that
+  // could not run answers otherwise: too soon after the last one, or for a connection that is gone.
+  const status = page.check?.notice === 'wait' ? 429 : page.check?.notice === 'unavailable' ? 409 : 200;
+  return { title: t(locale, 'exchange.title'), body, status, tone: 'action' };
 }

@@ -44,6 +44,13 @@ pre code{font-size:1em}
 .facts dd{margin:0;overflow-wrap:anywhere}
 .facts ul{margin:0;padding-left:1.25rem}
 .support{border-top:1px solid var(--line);margin-top:2rem}
+.notice{border-left:.3rem solid var(--action);background:var(--wash);padding:.5rem .75rem}
+.checks{list-style:none;padding:0}
+.checks>li{margin:.75rem 0}
+.checks p{margin:.25rem 0 0 2ch}
+.mark{display:inline-block;width:2ch;font-weight:700}
+.ok>.mark{color:var(--success)}
+.failed>.mark{color:var(--problem)}
 footer{color:var(--muted);font-size:.925rem}
 footer ul{list-style:none;display:flex;flex-wrap:wrap;gap:.5rem 1.25rem;padding:0}
 footer a[aria-current]{font-weight:700;color:var(--ink)}

@@ -1,4 +1,5 @@
 import type { ConnectionMode } from '../domain/connection.js';
+import type { ConnectionCheck } from '../domain/connection-check.js';
 import type { ExchangeSetup } from '../domain/exchange-setup.js';
 
 /**
@@ -74,6 +75,20 @@ export interface ExchangeAppSetupPage extends PageBase {
   kind: 'exchange-app-setup';
   tenant: TenantRef;
   setup: ExchangeSetup;
+  /** "Check again", where the page can check its connection; no button without it. */
+  check?: SetupCheck;
+}
+
+/** The Exchange set-up page's connectivity check: a button that posts to `action`, and what it found. */
+export interface SetupCheck {
+  action: string;
+  /** What the check that this page answers found. */
+  result?: ConnectionCheck;
+  /**
+   * Why no check ran: `wait`, one ran moments ago; `unavailable`, the connection was removed or
+   * disconnected since the page was made.
+   */
+  notice?: 'wait' | 'unavailable';
 }
 
 /** User consent is not allowed in the tenant (AADSTS90094, 90093, or 65001 on a user's sign-in). */

@@ -18,7 +18,7 @@ describe('admin CLI', () => {
     expect(all.map((c) => c.join(' '))).toEqual(expect.arrayContaining([
       'keys create', 'keys list', 'keys revoke', 'customers create', 'customers list', 'customers show',
       'issuers add', 'issuers list', 'issuers remove', 'webhooks add', 'webhooks list', 'webhooks rotate-secret',
-      'webhooks enable', 'webhooks disable', 'webhooks remove', 'events replay', 'connect',
+      'webhooks enable', 'webhooks disable', 'webhooks remove', 'events replay', 'connect', 'check',
     ]));
     for (const path of all) {
       const lines: string[] = [];
@@ -39,6 +39,11 @@ describe('admin CLI', () => {
       .parseAsync(['node', 'connector', 'connect', '--help'])
       .catch(() => undefined);
     expect(connect.join(' ').replace(/\s+/g, ' ')).toMatch(/--device-code[\s\S]*--password .*ALLOW_ROPC=true.*from CONNECT_PASSWORD when set, else from standard input/);
+    const check: string[] = [];
+    await buildAdminCli(noServices, { out: (t) => check.push(t), err: (t) => check.push(t) })
+      .parseAsync(['node', 'connector', 'check', '--help'])
+      .catch(() => undefined);
+    expect(check.join(' ').replace(/\s+/g, ' ')).toMatch(/Exits non-zero when a step failed.*--test-message-to <address>.*--mailbox <address> only this mailbox; repeat for more.*--json/);
   });
 
   it('refuses unclear input before touching storage', async () => {

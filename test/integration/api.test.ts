@@ -274,7 +274,7 @@ describe('vendor API', () => {
 
     const scoped = apiRoutes.filter((route) => route.authenticated && route.path.includes('{customerId}'));
     expect(scoped.map((r) => r.name).sort()).toEqual([
-      'connections-consent-link', 'connections-create', 'connections-disconnect', 'connections-exchange-setup', 'connections-get',
+      'connections-check', 'connections-consent-link', 'connections-create', 'connections-disconnect', 'connections-exchange-setup', 'connections-get',
       'connections-list', 'connections-update', 'customers-delete', 'customers-get', 'customers-put', 'events-get', 'events-list',
       'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove',
     ]);
@@ -288,7 +288,7 @@ describe('vendor API', () => {
     }
     // A's own customer in the path with B's resource ids finds nothing either: reads stay in A's partition.
     const crossed = { ...params, customerId: ids.a };
-    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay'];
+    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-check', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay'];
     for (const route of scoped.filter((r) => underA.includes(r.name))) {
       const result = await call(route.name, { params: crossed, credential: credentials.a, ...(bodies[route.name] !== undefined && { body: bodies[route.name] }) });
       expect(result.status, `${route.name} with B's ids under A`).toBe(404);

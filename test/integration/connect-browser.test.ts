@@ -1,8 +1,11 @@
 import type { Browser, BrowserContext, BrowserContextOptions, Page, Response } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../../local/free-port.js';
 import type { Connection } from '../../src/domain/connection.js';
+import { describeProbeCause } from '../../src/domain/connectivity.js';
 import { ConnectorKeys } from '../../src/identity/connector-keys.js';
 import { ConsentLinks } from '../../src/identity/consent-links.js';
+import { stateKey } from '../../src/identity/sign-in-states.js';
 import { keys } from '../../src/store/repositories.js';
 import { axeViolations, browserTestsSkipReason, launchChromium, preloadAxe, refuseOtherOrigins, saveScreenshot } from '../support/chromium.js';
 import { connectedByUser, startConnectEnvironment, VENDOR_NAME, type ConnectEnvironment } from '../support/connect-environment.js';
@@ -42,7 +45,10 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
   const contexts: BrowserContext[] = [];
 
   beforeAll(async () => {
-    [env, browser] = await Promise.all([startConnectEnvironment({ storageConnectionString: inject('storageConnectionString') }), launchChromium()]);
+    // No mail server: IMAP and SMTP go to a local port nobody listens on, as to an unreachable Exchange.
+    const nowhere = `127.0.0.1:${String(await freePort())}`;
+    const options = { storageConnectionString: inject('storageConnectionString'), env: { ENTRA_IMAP_HOST: nowhere, ENTRA_SMTP_HOST: nowhere } };
+    [env, browser] = await Promise.all([startConnectEnvironment(options), launchChromium()]);
     connector = new URL(env.baseUrl).origin;
     sandbox = new URL(env.sandbox.browserBase).origin;
   }, 900_000);
@@ -106,6 +112,7 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
   }
 
   const RESULT = () => new RegExp(`^${connector}/api/connect/result/[\\w-]{43}(\\?.*)?$`);
+  const CHECKED = () => new RegExp(`^${connector}/api/connect/result/[\\w-]{43}/check(\\?[^#]*)?#check$`);
   const LANDING = () => new RegExp(`^${connector}/api/connect/[\\w-]+\\.[\\w-]+(\\?.*)?$`);
 
   interface OurPage {
@@ -123,7 +130,8 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
   async function ourPage(page: Page, shot: string, { lang = 'en', checked = false } = {}): Promise<OurPage> {
     expect(new URL(page.url()).origin).toBe(connector);
     const response = documents.get(page);
-    expect(response?.url()).toBe(page.url());
+    // The address bar keeps a form action's #fragment; the request did not carry it.
+    expect(response?.url()).toBe(page.url().replace(/#.*$/, ''));
     expect(response?.headers()['content-security-policy']).toMatch(/default-src 'none'/);
     expect(await page.getAttribute('html', 'lang')).toBe(lang);
     if (!checked) expect(await axeViolations(page, ['serious', 'critical']), shot).toEqual([]);
@@ -272,6 +280,39 @@ describe.skipIf(skipReason !== undefined)('connect journeys in Chromium', () => 
     expect(script).toContain(`Connect-ExchangeOnline -Organization '${northwind.tenant.id}'`);
     expect(result.text).toContain(`${northwind.tenant.id} is your organization’s tenant ID.`);
     expect(result.text).toContain('BAD User is authenticated but not connected.');
+
+    // Once the commands have run, the administrator checks from the same page: the app's token
+    // comes from the sandbox, and IMAP and SMTP, with no mail server to reach, say why they failed.
+    const resultPath = new URL(page.url()).pathname;
+    await Promise.all([page.waitForURL(CHECKED()), page.getByRole('button', { name: 'Check again' }).click()]);
+    const checked = await ourPage(page, 'application-exchange-check');
+    expect(checked.status).toBe(200);
+    expect(checked.heading).toBe('One more step in Exchange Online');
+    const outcome = await page.locator('#check').innerText();
+    expect(outcome).toContain('2 of 3 checks failed.');
+    expect(outcome).toContain('✓ Access token for Exchange Online: works');
+    expect(outcome).toContain(`✗ IMAP for ${mailbox}: failed`);
+    expect(outcome).toContain(`✗ SMTP for ${mailbox}: failed`);
+    for (const protocol of ['imap', 'smtp'] as const) {
+      const { host, port } = env.identity.msal.app('default').cloud[protocol];
+      const cause = describeProbeCause('network_unreachable', { protocol, mode: 'application', mailbox, endpoint: `${host} port ${String(port)}` });
+      expect(cause.nextStep).toContain(`${host} port ${String(port)}`);
+      expect(outcome).toContain(cause.explanation);
+      expect(outcome).toContain(`What to do: ${cause.nextStep}`);
+    }
+    // The answer to the POST switches language through the result's GET address, never repeating the check.
+    expect(await page.getByRole('link', { name: 'Español' }).getAttribute('href')).toBe(`${resultPath}?lang=es`);
+    const lastCheckAt = async () => (await env.services.repositories.connectResults.get(stateKey(resultPath.slice(-43))))?.value.lastCheckAt;
+    const firstCheckAt = await lastCheckAt();
+    expect(firstCheckAt).toBeDefined();
+
+    // Pressed again at once, the page asks for a moment instead of checking again.
+    await Promise.all([page.waitForURL(CHECKED()), page.getByRole('button', { name: 'Check again' }).click()]);
+    const wait = await ourPage(page, 'application-exchange-check-wait');
+    expect(wait.status).toBe(429);
+    expect(wait.text).toContain('A check ran a few seconds ago. Wait a moment, then check again.');
+    expect(wait.text).not.toContain('checks failed');
+    expect(await lastCheckAt()).toBe(firstCheckAt);
 
     const connected = await env.connection(connection);
     expect(connected).toMatchObject({ state: 'connected', tenantId: northwind.tenant.id, servicePrincipalId });

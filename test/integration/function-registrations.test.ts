@@ -32,6 +32,7 @@ const expected = [
       ['connect-callback', 'connect/callback', 'POST'],
       ['connect-admin-callback', 'connect/admin-callback', 'GET'],
       ['connect-result', 'connect/result/{id}', 'GET'],
+      ['connect-result-check', 'connect/result/{id}/check', 'POST'],
       ['connect-problem', 'connect/problem/{reason}', 'GET'],
     ] as const
   ).map(([name, route, method]) => ({ name, trigger: 'httpTrigger', route, methods: [method], authLevel: 'anonymous' })),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { describeProbeCause } from '../../src/domain/connectivity.js';
 import { exchangeSetup } from '../../src/domain/exchange-setup.js';
 import { escapeHtml, html, raw, safeUrl } from '../../src/pages/html.js';
 import { CATALOGS, formatDateTime, LOCALES, negotiateLocale, t, type Locale } from '../../src/pages/i18n.js';
@@ -94,6 +95,33 @@ function pages(values: Outside): { [Kind in PageKind]: PageOf<Kind> } {
         enableSmtpClientAuthentication: true,
         smtpScope: { name: `${values.vendor} senders`, groupDistinguishedName: "CN=O'Brien Team,OU=Groups,DC=contoso,DC=com" },
       }),
+      check: {
+        action: '/connect/result/abc/check?lang=en#check',
+        result: {
+          connectionId: 'con_01JD0Q3W6RZ9X4T5Y6U7I8O9P0',
+          state: 'connected',
+          checkedAt: '2025-11-22T17:45:00.000Z',
+          ok: false,
+          steps: [
+            { step: 'token', resource: 'outlook', outcome: 'ok', durationMs: 120 },
+            {
+              step: 'imap',
+              mailbox: values.mailbox,
+              outcome: 'failed',
+              durationMs: 310,
+              cause: { code: 'not_connected', ...describeProbeCause('not_connected', { protocol: 'imap', mode: 'application', mailbox: values.mailbox }) },
+              serverText: `A1 BAD User is authenticated but not connected. ${values.account}`,
+            },
+            {
+              step: 'smtp',
+              mailbox: values.mailbox,
+              outcome: 'failed',
+              durationMs: 12,
+              cause: { code: 'network_unreachable', microsoftCode: 'ECONNREFUSED', ...describeProbeCause('network_unreachable', { protocol: 'smtp', mode: 'application' }) },
+            },
+          ],
+        },
+      },
     },
     'admin-approval-needed': {
       ...base,
@@ -148,7 +176,7 @@ function visibleText(document: string): string {
 const PAGE_ELEMENTS = new Set(
   'html head meta title style body header main footer nav h1 h2 p ul ol li dl dt dd a strong code pre span time form input button section'.split(' '),
 );
-const PAGE_ATTRIBUTES = new Set('lang charset name content class href hreflang aria-current aria-label datetime method action type value'.split(' '));
+const PAGE_ATTRIBUTES = new Set('lang charset name content class href hreflang aria-current aria-label aria-hidden datetime method action type value id'.split(' '));
 
 /**
  * The elements of a document as a browser tokenizes them: a name and attribute names. Values are
@@ -460,6 +488,56 @@ describe('renderPage', () => {
     expect(text).toContain('Set-CASMailbox turns on authenticated SMTP');
     // The failure signatures are what Exchange sends, so they stay in English in every language.
     expect(visibleText(renderPage(page, 'es').html)).toContain('IMAP responde BAD User is authenticated but not connected.');
+  });
+
+  describe('exchange-app-setup "Check again"', () => {
+    const page = pages(ORDINARY)['exchange-app-setup'];
+    const check = page.check ?? { action: '' };
+
+    it('posts to its action with one button, and shows each step of the last check with what to do about a failure', () => {
+      const document = renderPage(page, 'en').html;
+      expect(document).toContain('<section id="check">');
+      expect(document).toContain('<form method="post" action="/connect/result/abc/check?lang=en#check"><button type="submit" class="button">Check again</button></form>');
+      const text = visibleText(document);
+      expect(text).toContain('Checked November 22, 2025 at 05:45 PM UTC. 2 of 3 checks failed. Each one below says why, and what to do. 1 of the 2 mailboxes above were checked.');
+      expect(text).toContain('✓ Access token for Exchange Online: works');
+      expect(text).toContain('✗ IMAP for support@contoso.com: failed');
+      const imap = describeProbeCause('not_connected', { protocol: 'imap', mode: 'application', mailbox: ORDINARY.mailbox });
+      expect(text).toContain(imap.explanation);
+      expect(text).toContain(`What to do: ${imap.nextStep}`);
+      expect(text).toContain('The server answered: A1 BAD User is authenticated but not connected. megan@contoso.com');
+      expect(text).toContain('✗ SMTP for support@contoso.com: failed');
+      expect(text).toContain('Error code: ECONNREFUSED');
+      // The marks are decoration: the words say the outcome.
+      expect(document).toContain('<span class="mark" aria-hidden="true">✓</span>');
+    });
+
+    it("marks the checker's English explanations as English on a page in another language", () => {
+      const imap = describeProbeCause('not_connected', { protocol: 'imap', mode: 'application', mailbox: ORDINARY.mailbox });
+      const document = renderPage(page, 'pt-BR').html;
+      expect(document).toContain(`<p><span lang="en">${escapeHtml(imap.explanation)}</span></p>`);
+      expect(visibleText(document)).toContain(`O que fazer: ${imap.nextStep}`);
+      expect(visibleText(document)).toContain('✓ Token de acesso para Exchange Online: funciona');
+      expect(renderPage(page, 'en').html).not.toContain('<span lang="en">');
+    });
+
+    it('says when a check just ran (429) or the connection is gone (409, no button)', () => {
+      const wait = renderPage({ ...page, check: { action: check.action, notice: 'wait' } }, 'en');
+      expect(wait.status).toBe(429);
+      expect(visibleText(wait.html)).toContain('A check ran a few seconds ago. Wait a moment, then check again.');
+      expect(wait.html).toContain('>Check again</button>');
+      const gone = renderPage({ ...page, check: { action: check.action, notice: 'unavailable' } }, 'es');
+      expect(gone.status).toBe(409);
+      expect(visibleText(gone.html)).toContain('Esta conexión ya no se puede comprobar aquí: se quitó o se desconectó. Pida un enlace nuevo a Acme Helpdesk.');
+      expect(gone.html).not.toContain('<form');
+    });
+
+    it('has no button without a check, nor without mailboxes to check', () => {
+      const { check: _omitted, ...withoutCheck } = page;
+      expect(renderPage(withoutCheck, 'en').html).not.toContain('<form');
+      const noMailboxes = exchangeSetup({ tenantId: TENANT_ID, appId: APP_ID, servicePrincipalObjectId: SERVICE_PRINCIPAL_ID, displayName: 'Acme', mailboxes: [] });
+      expect(renderPage({ ...page, setup: noMailboxes }, 'en').html).not.toContain('<form');
+    });
   });
 
   it('admin-approval-needed gives the admin-consent link as a link and as text to copy, and the roles that can grant it', () => {

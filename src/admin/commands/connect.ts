@@ -1,12 +1,11 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { signInWithDeviceCode } from '../../connect/device-code-sign-in.js';
 import { METHOD_NAMES, type SignInReport } from '../../connect/operator-sign-in.js';
 import { signInWithPassword } from '../../connect/password-sign-in.js';
 import type { SignInMethod } from '../../domain/connection.js';
-import { ID_PATTERN } from '../../domain/ids.js';
 import { keys } from '../../store/repositories.js';
 import { PASSWORD_ENV } from '../read-password.js';
-import { AdminError, parseCustomerId, type CommandContext } from '../cli-support.js';
+import { AdminError, parseConnectionId, parseCustomerId, type CommandContext } from '../cli-support.js';
 
 interface ConnectOptions {
   customer: string;
@@ -54,11 +53,6 @@ function methodOf(options: ConnectOptions): SignInMethod {
   if (!options.password) throw new AdminError('Say how the user signs in: --device-code, or --password --username <upn>.');
   if (options.username === undefined) throw new AdminError('--password needs --username <upn>: who signs in.');
   return 'password';
-}
-
-function parseConnectionId(value: string): string {
-  if (!ID_PATTERN.con.test(value)) throw new InvalidArgumentError('connection ids look like con_01J…, 30 characters');
-  return value;
 }
 
 function connectedText(report: Extract<SignInReport, { kind: 'connected' }>, connectionId: string, method: SignInMethod): string {
