@@ -51,7 +51,11 @@ export async function refreshConnection(deps: RefreshDeps, message: RefreshMessa
   const found = await deps.connections.get(keys.connection(message.customerId, message.connectionId));
   if (!found) return { outcome: 'skipped', reason: 'gone' };
   const connection = found.value;
-  if (!REFRESHED_STATES.includes(connection.state)) return { outcome: 'skipped', reason: connection.state };
+  if (!REFRESHED_STATES.includes(connection.state)) {
+    // Waiting for a person (or gone): off the timer's list until a sign-in puts it back.
+    await deps.health.reschedule(connection);
+    return { outcome: 'skipped', reason: connection.state };
+  }
   const health = (await deps.health.ensure(connection)).value;
   const now = deps.now();
   const retryStillCurrent = message.retryOf !== undefined && message.retryOf === health.lastAttemptAt;

@@ -7,7 +7,7 @@ import { AdminError, buildAdminCli, type AdminDeps } from '../../src/admin/admin
 import { adminDeps } from '../../src/admin/admin-deps.js';
 import { changeConnectionState } from '../../src/connections/connections.js';
 import type { Connection } from '../../src/domain/connection.js';
-import { ConnectionTokenCache, tokenCacheSecretName } from '../../src/identity/token-cache-store.js';
+import { tokenCacheSecretName } from '../../src/identity/token-cache-store.js';
 import { createLogger, type LogRecord } from '../../src/telemetry/logger.js';
 import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
@@ -153,7 +153,14 @@ describe('connect --device-code', () => {
     expect(refreshTokens.every((t) => t.publicClient === true)).toBe(true);
 
     // What the confidential client (the app's secret) would get for the same refresh token.
-    const confidential = await env.identity.msal.delegated('default', contoso.tenant.id, new ConnectionTokenCache(env.services.secrets, connection.id));
+    const storedCache = (await env.tokenCache(connection.id)) ?? '';
+    const confidential = await env.identity.msal.delegated('default', contoso.tenant.id, {
+      beforeCacheAccess: (context) => {
+        context.tokenCache.deserialize(storedCache);
+        return Promise.resolve();
+      },
+      afterCacheAccess: () => Promise.resolve(),
+    });
     const account = await confidential.getTokenCache().getAccountByHomeId(`${contoso.user.id}.${contoso.tenant.id}`);
     if (!account) throw new Error('the cache holds no account');
     await expect(confidential.acquireTokenSilent({ account, scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All'], forceRefresh: true })).rejects.toMatchObject({

@@ -179,6 +179,32 @@ describe('connectivity check', () => {
     expect((await env.connection(connection)).state).toBe('needs_admin');
   });
 
+  it('Microsoft failing (503) is named unavailable, and the connection stays connected', async (context) => {
+    if (!mailServer) return context.skip('the mail server cannot run on this machine');
+    const { connection } = await connected({ send: 'smtp', receive: 'imap' });
+    await withoutAccessTokens(connection);
+    await env.sandbox.control.failTokenRequests({ status: 503, count: 5 });
+    try {
+      const result = await check(connection);
+      expect(summary(result.steps)[0]).toBe('token:outlook:failed:unavailable');
+      expect(result.steps[0]?.cause).toMatchObject({ microsoftCode: 'AADSTS90006' });
+    } finally {
+      await env.sandbox.control.failTokenRequests({ status: 503, count: 0 });
+    }
+    expect((await env.connection(connection)).state).toBe('connected');
+  });
+
+  // Last: it breaks the app's credential for the rest of the file.
+  it("an expired client secret is named app_misconfigured: the vendor's to fix", async (context) => {
+    if (!mailServer) return context.skip('the mail server cannot run on this machine');
+    const { connection } = await connected({ send: 'smtp', receive: 'imap' });
+    await withoutAccessTokens(connection);
+    await env.sandbox.control.expireClientSecret(env.clientId, env.secretKeyId);
+    const result = await check(connection);
+    expect(summary(result.steps)[0]).toBe('token:outlook:failed:app_misconfigured');
+    expect(result.steps[0]?.cause).toMatchObject({ microsoftCode: 'AADSTS7000222', nextStep: expect.stringMatching(/secret/) as unknown });
+  });
+
   it('a pending connection has nothing to check (409)', async (context) => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
     const pending = await env.createConnection({ customerId: 'check', mode: 'delegated' });

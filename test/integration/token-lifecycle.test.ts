@@ -5,6 +5,7 @@ import { refreshConnection, type RefreshDeps, type RefreshMessage } from '../../
 import { enqueueDueRefreshes } from '../../src/connection-health/schedule-refreshes.js';
 import { TokenLifecycle } from '../../src/connection-health/token-lifecycle.js';
 import { signInWithPassword } from '../../src/connect/password-sign-in.js';
+import { disconnectConnection } from '../../src/connections/connections.js';
 import { connectionView, type Connection } from '../../src/domain/connection.js';
 import { DEFAULT_REFRESH_POLICY, type ConnectionHealth } from '../../src/domain/connection-health.js';
 import { VENDOR_EVENTS, type StoredEvent } from '../../src/domain/events.js';
@@ -254,6 +255,12 @@ describe('failures, sorted by who must act', () => {
     // Nothing is refreshed while it waits for the user.
     expect((await healthOf(connection)).dueAt.startsWith('9999')).toBe(true);
     expect(await refreshConnection(deps, message(connection))).toMatchObject({ outcome: 'skipped', reason: 'needs_reauth' });
+
+    // Disconnected: skipped, and off the timer's list for good.
+    await disconnectConnection({ ...env.services.api.connections, forgetTokens: () => Promise.resolve() }, connection.customerId, connection.id, { code: 'test', message: 'test' });
+    await makeDue(connection);
+    expect(await refreshConnection(deps, message(connection))).toMatchObject({ outcome: 'skipped', reason: 'disconnected' });
+    expect((await healthOf(connection)).dueAt.startsWith('9999')).toBe(true);
   });
 
   it('removing the consent makes it needs_admin with an admin link; granting it again brings it back by itself', async () => {
