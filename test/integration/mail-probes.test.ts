@@ -1,30 +1,19 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
-import { ImapFlow } from 'imapflow';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../local/free-port.js';
 import { probeGraph, probeImap, probePop3, probeSmtp, type MailProbeInput } from '../../src/mail/probes.js';
 import type { ProbeResult } from '../../src/domain/connectivity.js';
 import { closeServer } from '../support/close-server.js';
-import { importSigningKey, mintDelegatedToken, type DelegatedTokenOptions, type TokenSigner } from '../support/mail-tokens.js';
+import { mintDelegatedToken, type TokenSigner } from '../support/mail-tokens.js';
+import { delegatedTokens, mailbox, provided, server, waitForMessage } from '../support/test-mail-server.js';
 import type { MailServerForTests } from './mail-server.global-setup.js';
 
 // The real Dovecot + Postfix of mail-server.global-setup.ts (XOAUTH2 only, like Exchange Online);
 // null when this machine cannot run them, and the mail server suites then show as skipped. Tokens
 // are delegated ones: app-only tokens are another change's business.
-const provided = inject('mailServer');
-
-function server(): MailServerForTests {
-  if (!provided) throw new Error('the mail server stack is not running');
-  return provided;
-}
-
-/** A mailbox no other test touches. */
-function mailbox(name: string): string {
-  return `${name}-${randomBytes(4).toString('hex')}@contoso.test`;
-}
 
 const TIMEOUT_MS = 10_000;
 
@@ -34,32 +23,6 @@ function expectNoCredentials(result: ProbeResult<unknown>, user: string, accessT
   expect(text).not.toContain(accessToken);
   expect(text).not.toContain(accessToken.split('.')[2]);
   expect(text).not.toContain(Buffer.from(`user=${user}\x01auth=Bearer ${accessToken}\x01\x01`).toString('base64'));
-}
-
-async function findBySubject(user: string, accessToken: string, subject: string): Promise<string> {
-  const { host, ports, caPem } = server();
-  const client = new ImapFlow({ host, port: ports.imaps, secure: true, tls: { ca: caPem }, auth: { user, accessToken }, logger: false });
-  await client.connect();
-  try {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const lock = await client.getMailboxLock('INBOX');
-      try {
-        const uids = await client.search({ subject }, { uid: true });
-        const uid = uids ? uids[0] : undefined;
-        if (uid !== undefined) {
-          const message = await client.fetchOne(String(uid), { source: true }, { uid: true });
-          if (message && message.source) return message.source.toString('utf8');
-        }
-      } finally {
-        lock.release();
-      }
-      if (Date.now() > deadline) throw new Error(`no message "${subject}" reached ${user}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  } finally {
-    await client.logout();
-  }
 }
 
 /** A TCP server that accepts connections and never says a word. */
@@ -77,18 +40,12 @@ async function silentServer(): Promise<{ port: number; server: TcpServer; socket
 }
 
 describe.skipIf(provided === null)('connectivity probes against Dovecot + Postfix', () => {
-  let signer: TokenSigner;
-  let tenant: string;
+  const minter = delegatedTokens();
+  const delegated = (upn: string) => minter.delegated(upn);
 
   beforeAll(async () => {
-    const { signingKey, tenants } = server();
-    signer = await importSigningKey(signingKey.pemKid, signingKey.privateKeyPem);
-    tenant = tenants[0];
+    await minter.load();
   });
-
-  function delegated(upn: string, options: Partial<DelegatedTokenOptions> = {}): Promise<string> {
-    return mintDelegatedToken(signer, { tenantId: tenant, upn, ...options });
-  }
 
   function input(port: keyof MailServerForTests['ports'], user: string, accessToken: string, overrides: Partial<MailProbeInput> = {}): MailProbeInput {
     const { host, ports, caPem } = server();
@@ -124,7 +81,7 @@ describe.skipIf(provided === null)('connectivity probes against Dovecot + Postfi
       expect(messageId).toMatch(/^<.+@.+>$/);
       expect(result.detail?.serverResponse).toMatch(/^250 /);
 
-      const source = await findBySubject(recipient, await delegated(recipient), 'Connectivity test from Acme Helpdesk');
+      const source = await waitForMessage(recipient, await delegated(recipient), 'Connectivity test from Acme Helpdesk');
       expect(source).toContain(`Message-ID: ${messageId}`);
       expect(source).toContain(`From: ${sender}`);
       expect(source).toContain(`To: ${recipient}`);
@@ -137,7 +94,7 @@ describe.skipIf(provided === null)('connectivity probes against Dovecot + Postfi
       const sent = await probeSmtp({ ...input('submission', sender, await delegated(sender)), testMessageTo: recipient, vendorName: 'Acme' });
       expect(sent.ok).toBe(true);
       const token = await delegated(recipient);
-      await findBySubject(recipient, token, 'Connectivity test from Acme');
+      await waitForMessage(recipient, token, 'Connectivity test from Acme');
       const result = await probePop3(input('pop3s', recipient, token));
       expect(result).toMatchObject({ ok: true, detail: { messages: 1, octets: expect.any(Number) as number } });
       expect(await probeImap(input('imaps', recipient, token))).toMatchObject({ ok: true, detail: { messages: 1 } });
@@ -153,7 +110,7 @@ describe.skipIf(provided === null)('connectivity probes against Dovecot + Postfi
 
     it.for(tokens)('$name', async ({ token }) => {
       const user = mailbox('victim');
-      const accessToken = await token(user, mintDelegatedToken, signer, tenant);
+      const accessToken = await token(user, mintDelegatedToken, minter.signer(), minter.tenant());
 
       const imap = await probeImap(input('imaps', user, accessToken));
       expect(imap).toMatchObject({ ok: false, cause: 'authentication_failed', serverText: expect.stringMatching(/^NO \[AUTHENTICATIONFAILED\]/) as string });

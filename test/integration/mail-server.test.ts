@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -9,7 +9,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { decodeJwt } from 'jose';
 import nodemailer from 'nodemailer';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   startMailServer,
   startMailServerOnFreePorts,
@@ -28,47 +28,10 @@ import {
   type TokenSigner,
 } from '../support/mail-tokens.js';
 import { Pop3Client } from '../../src/mail/pop3-client.js';
-import type { MailServerForTests } from './mail-server.global-setup.js';
+import { imap, mailbox, provided, server, waitForMessage, withImap } from '../support/test-mail-server.js';
 
 // The real Dovecot + Postfix of mail-server.global-setup.ts, accepting XOAUTH2 only, like Exchange
 // Online. null when this machine cannot run them: the suites below then show as skipped.
-const provided = inject('mailServer');
-
-function server(): MailServerForTests {
-  if (!provided) throw new Error('the mail server stack is not running');
-  return provided;
-}
-
-/** A mailbox no other test touches. */
-function mailbox(name: string): string {
-  return `${name}-${randomBytes(4).toString('hex')}@contoso.test`;
-}
-
-function imap(user: string, accessToken: string, via: 'implicit TLS' | 'STARTTLS' = 'implicit TLS'): ImapFlow {
-  const { host, ports, caPem } = server();
-  const client = new ImapFlow({
-    host,
-    port: via === 'implicit TLS' ? ports.imaps : ports.imap,
-    secure: via === 'implicit TLS',
-    doSTARTTLS: via === 'STARTTLS' ? true : undefined,
-    tls: { ca: caPem },
-    auth: { user, accessToken },
-    logger: false,
-  });
-  // A refused login also surfaces as an 'error' event; the rejected connect() is what tests check.
-  client.on('error', () => undefined);
-  return client;
-}
-
-async function withImap<T>(user: string, accessToken: string, use: (client: ImapFlow) => T | Promise<T>): Promise<T> {
-  const client = imap(user, accessToken);
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.logout();
-  }
-}
 
 function smtp(user: string, accessToken: string, via: 'STARTTLS' | 'implicit TLS' = 'STARTTLS') {
   const { host, ports, caPem } = server();
@@ -98,26 +61,6 @@ async function greetingCapabilities(port: number, caPem: string): Promise<string
 }
 
 /** Polls the INBOX until a message with this subject is there, and returns its source. */
-async function waitForMessage(user: string, accessToken: string, subject: string, timeoutMs = 10_000): Promise<string> {
-  return withImap(user, accessToken, async (client) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const lock = await client.getMailboxLock('INBOX');
-      try {
-        const uids = await client.search({ subject }, { uid: true });
-        const uid = uids ? uids[0] : undefined;
-        if (uid !== undefined) {
-          const message = await client.fetchOne(String(uid), { source: true }, { uid: true });
-          if (message && message.source) return message.source.toString('utf8');
-        }
-      } finally {
-        lock.release();
-      }
-      if (Date.now() > deadline) throw new Error(`no message "${subject}" reached ${user} within ${timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  });
-}
 
 /**
  * Waits for Dovecot to log a line about this user that matches `pattern`: how a login was made
