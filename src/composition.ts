@@ -30,7 +30,7 @@ import { ConnectorKeys } from './identity/connector-keys.js';
 import { ConsentLinks } from './identity/consent-links.js';
 import { SignInStates } from './identity/sign-in-states.js';
 import { BrowserEndpoints } from './identity/browser-endpoints.js';
-import { deleteTokenCache } from './identity/token-cache-store.js';
+import { deleteTokenCache, saveTokenCache } from './identity/token-cache-store.js';
 import { AccessTokens } from './identity/access-tokens.js';
 import { AppHealthService } from './connection-health/app-health.js';
 import { ConnectionHealthStore } from './connection-health/health-store.js';
@@ -97,6 +97,9 @@ export interface IdentityServices {
 
 /** How long an app's credential (a secret read from Key Vault) is reused before it is read again. */
 const APP_CREDENTIAL_CACHE_MS = 5 * 60_000;
+
+/** How long a sign-in waits for a refresh in flight before it writes its tokens anyway. */
+const SIGN_IN_LEASE_WAIT_MS = 10_000;
 
 /** How long vendor-wide settings are trusted before they are read again (revocations take this long). */
 const SETTINGS_CACHE_MS = 30_000;
@@ -313,6 +316,7 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     leases: health,
     appGate: (appId) => apps.gate(appId),
     onFailure: (connection, failure) => lifecycle.failed(connection, failure),
+    onSuccess: (connection) => lifecycle.succeeded(connection),
     metrics: deps.metrics,
     logger,
     now,
@@ -325,10 +329,17 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     states: new SignInStates(repositories.signInStates, keys, now),
     msal,
     browser,
-    secrets,
-    async signedIn(connection) {
+    async signedIn(connection, serializedCache) {
       accessTokens.forget(connection.id);
-      await health.signedIn(connection);
+      if (serializedCache === undefined) {
+        await health.signedIn(connection);
+      } else {
+        const lease = await health.acquireWaiting(connection, SIGN_IN_LEASE_WAIT_MS);
+        await saveTokenCache(secrets, connection.id, serializedCache);
+        // A sign-in is kept even when a refresh holds on past the wait; the version still moves on.
+        if (lease) await lease.release({ kind: 'signed_in' });
+        else await health.signedIn(connection);
+      }
       await apps.markWorking(connection.appId);
     },
     identity,
@@ -347,7 +358,7 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     lifecycle,
     policy,
     refreshConnection: (message) =>
-      refreshConnection({ connections: repositories.connections, health, tokens: accessTokens, lifecycle, queues: deps.queues, policy, logger, metrics: deps.metrics, now }, message),
+      refreshConnection({ connections: repositories.connections, health, tokens: accessTokens, lifecycle, apps, queues: deps.queues, policy, logger, metrics: deps.metrics, now }, message),
     enqueueDueRefreshes: (scan) => enqueueDueRefreshes({ health: repositories.connectionHealth, queues: deps.queues }, scan),
     checkCredentialExpiry: () =>
       checkCredentialExpiry({

@@ -12,10 +12,8 @@ import { signedInIdentity, type SignedInIdentity } from '../identity/signed-in-i
 import type { MsalClients } from '../identity/msal-clients.js';
 import { adminConsentScope, allDelegatedScopes, delegatedScopes, requiredAppRoles } from '../identity/scopes.js';
 import type { SignInStates } from '../identity/sign-in-states.js';
-import { saveTokenCache } from '../identity/token-cache-store.js';
 import { approverRoles } from '../pages/access.js';
 import type { LinkInvalidReason, SupportReference } from '../pages/model.js';
-import type { SecretStore } from '../secrets/secret-store.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { ConnectOutcome, ResultSubject } from './connect-results.js';
@@ -45,9 +43,12 @@ export interface ConnectFlowDeps {
   states: Pick<SignInStates, 'create' | 'consume'>;
   msal: MsalClients;
   browser: Pick<BrowserEndpoints, 'adminConsentUrl'>;
-  secrets: Pick<SecretStore, 'set'>;
-  /** Told when a sign-in gave the connection new tokens: instances drop the old ones, the refresh schedule starts over. */
-  signedIn(connection: Connection): Promise<void>;
+  /**
+   * A sign-in connected the connection, with the msal cache of a delegated sign-in to keep (written
+   * under the refresh lease, so a refresh in flight cannot overwrite it): instances drop the old
+   * tokens, the refresh schedule starts over.
+   */
+  signedIn(connection: Connection, serializedCache?: string): Promise<void>;
   identity: IdentityConfig;
   logger: Logger;
   now(): Date;
@@ -232,8 +233,7 @@ export class ConnectFlow {
     });
     if (!connected) return this.gone();
     // The tokens are kept only once the connection took this sign-in: a refused one leaves none behind.
-    await saveTokenCache(this.deps.secrets, connection.id, serializedCache);
-    await this.deps.signedIn(connected);
+    await this.deps.signedIn(connected, serializedCache);
     await addMailbox(this.deps.mailboxes, connected, { address: identity.email ?? identity.upn, kind: 'user', ...(identity.displayName !== undefined && { displayName: identity.displayName }) });
     const mailboxes = await listMailboxes(this.deps.mailboxes, connected);
     log.info('connect: delegated connection connected', { tenantId: identity.tenantId, signInMethod });

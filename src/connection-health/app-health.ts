@@ -2,6 +2,7 @@ import type { AppHealth } from '../domain/app-health.js';
 import { VENDOR_EVENTS, type EventType } from '../domain/events.js';
 import { newId } from '../domain/ids.js';
 import type { TokenFailure } from '../domain/token-failure.js';
+import type { AppGate } from '../identity/access-tokens.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import { ConcurrencyError, UNCHANGED } from '../store/table-repository.js';
@@ -41,32 +42,41 @@ export class AppHealthService {
   }
 
   /**
-   * Undefined when a token request for the app may go ahead; the failure when the app's credential
-   * is known to be refused and another request tries it within the interval. Of the requests that
-   * find the interval over, one wins the next try.
+   * Whether a token request for the app may go ahead: yes when nothing is known against it; when
+   * its credential is known to be refused, only the one request that wins the next try after the
+   * interval (it must ask Microsoft), and the others get the failure without asking.
    */
-  async gate(appId: string): Promise<TokenFailure | undefined> {
+  async gate(appId: string): Promise<AppGate> {
     const key = keys.appHealth(this.deps.clientIdOf(appId));
     const current = await this.deps.appHealth.get(key);
     const broken = current?.value.misconfigured;
-    if (!current || !broken) return undefined;
+    if (!current || !broken) return { allow: true };
     const failure: TokenFailure = { kind: 'app_config', state: 'app_misconfigured', code: broken.code, explanation: broken.explanation, nextStep: broken.nextStep, remedy: 'vendor' };
     const now = this.deps.now();
-    if (broken.probeAt > now.toISOString()) return failure;
-    const probeAt = new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
+    if (broken.probeAt > now.toISOString()) return { allow: false, failure };
     try {
-      await this.deps.appHealth.replace(key, { ...current.value, misconfigured: { ...broken, probeAt }, updatedAt: now.toISOString() }, current.etag);
-      return undefined;
+      await this.deps.appHealth.replace(key, { ...current.value, misconfigured: { ...broken, probeAt: this.nextProbe(now) }, updatedAt: now.toISOString() }, current.etag);
+      return { allow: true, probe: true };
     } catch (error) {
-      if (error instanceof ConcurrencyError) return failure;
+      if (error instanceof ConcurrencyError) return { allow: false, failure };
       throw error;
     }
+  }
+
+  /** When a misconfigured app's credential is tried next. */
+  async nextProbeAt(appId: string): Promise<Date | undefined> {
+    const probeAt = (await this.get(appId))?.misconfigured?.probeAt;
+    return probeAt === undefined ? undefined : new Date(probeAt);
+  }
+
+  private nextProbe(now: Date): string {
+    return new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
   }
 
   async markMisconfigured(appId: string, failure: TokenFailure): Promise<void> {
     const now = this.deps.now();
     const at = now.toISOString();
-    const probeAt = new Date(now.getTime() + (this.deps.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS)).toISOString();
+    const probeAt = this.nextProbe(now);
     const data = { appId, clientId: this.deps.clientIdOf(appId), code: failure.code, explanation: failure.explanation, nextStep: failure.nextStep };
     const changed = await this.change(appId, { type: 'app.misconfigured', data }, (current) => {
       if (current.misconfigured) return UNCHANGED;

@@ -47,20 +47,21 @@ export class ConnectionHealthStore {
   }
 
   /**
-   * A sign-in stored new tokens for the connection: instances holding the old cache read it again,
-   * the failure history ends, and the next refresh is a day away.
+   * A sign-in stored new tokens without holding the lease (no lease could be had in time): the
+   * same as releasing one with `signed_in`.
    */
   async signedIn(connection: Connection): Promise<void> {
-    const now = this.deps.now();
-    await this.deps.health.update(keys.connectionHealth(connection.customerId, connection.id), (current) => {
-      const base = current ?? this.fresh(connection);
-      const next: ConnectionHealth = { ...base, cacheVersion: (current?.cacheVersion ?? -1) + 1, lastSuccessAt: now.toISOString(), consecutiveFailures: 0 };
-      delete next.failingSince;
-      delete next.lastFailure;
-      delete next.accessTokenExpiresAt;
-      next.dueAt = nextDueAt(next, 'connected', this.deps.policy, now);
-      return next;
-    });
+    await this.deps.health.update(keys.connectionHealth(connection.customerId, connection.id), (current) =>
+      this.afterOutcome(current ?? this.fresh(connection), { kind: 'signed_in' }),
+    );
+  }
+
+  /** Not due before `until` (while the app's credential is known to be refused, say). */
+  async postpone(connection: Connection, until: Date): Promise<void> {
+    const dueAt = until.toISOString();
+    await this.deps.health.update(keys.connectionHealth(connection.customerId, connection.id), (current) =>
+      !current || current.dueAt >= dueAt ? UNCHANGED : { ...current, dueAt },
+    );
   }
 
   /** Sets when the connection is next due (after a state change the refresh did not make). */
@@ -107,11 +108,22 @@ export class ConnectionHealthStore {
     }
   }
 
-  private held(connection: Connection, written: Versioned<ConnectionHealth>, owner: string): HeldLease {
+  private held(connection: Connection, leased: Versioned<ConnectionHealth>, owner: string): HeldLease {
     const key = keys.connectionHealth(connection.customerId, connection.id);
+    let written = leased;
     return {
       cacheVersion: written.value.cacheVersion,
       health: written.value,
+      renew: async () => {
+        const expiresAt = new Date(this.deps.now().getTime() + (this.deps.leaseMs ?? DEFAULT_LEASE_MS)).toISOString();
+        try {
+          written = await this.deps.health.replace(key, { ...written.value, lease: { owner, expiresAt } }, written.etag);
+          return true;
+        } catch (error) {
+          if (error instanceof ConcurrencyError) return false;
+          throw error;
+        }
+      },
       release: async (outcome) => {
         const apply = (current: ConnectionHealth): ConnectionHealth => {
           const next = this.afterOutcome(current, outcome);
@@ -135,6 +147,14 @@ export class ConnectionHealthStore {
     if (outcome.kind === 'nothing') return { ...current };
     const now = this.deps.now();
     const at = now.toISOString();
+    if (outcome.kind === 'signed_in') {
+      const next: ConnectionHealth = { ...current, cacheVersion: current.cacheVersion + 1, lastSuccessAt: at, consecutiveFailures: 0 };
+      delete next.failingSince;
+      delete next.lastFailure;
+      delete next.accessTokenExpiresAt;
+      next.dueAt = nextDueAt(next, 'connected', this.deps.policy, now);
+      return next;
+    }
     const next: ConnectionHealth = { ...current, lastAttemptAt: at };
     if (outcome.used) next.usedAt = at;
     if (outcome.kind === 'success') {

@@ -8,6 +8,7 @@ import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { ConnectionHealthStore } from './health-store.js';
 import type { TokenLifecycle } from './token-lifecycle.js';
+import type { AppHealthService } from './app-health.js';
 
 /**
  * The refresh-connection queue handler's work: one connection, if it is still due. The refresh
@@ -29,6 +30,7 @@ export interface RefreshDeps {
   health: ConnectionHealthStore;
   tokens: Pick<AccessTokens, 'refresh'>;
   lifecycle: TokenLifecycle;
+  apps: Pick<AppHealthService, 'nextProbeAt'>;
   queues: { publish(queue: string, payload: unknown, options?: { delaySeconds?: number }): Promise<unknown> };
   policy: RefreshPolicy;
   logger: Logger;
@@ -70,14 +72,18 @@ export async function refreshConnection(deps: RefreshDeps, message: RefreshMessa
       deps.metrics.count('refresh.attempts', { ...dimensions, outcome: 'busy' });
       return { outcome: 'skipped', reason: 'busy' };
     }
+    // AccessTokens told the lifecycle (onSuccess): a failing connection or app is back.
     deps.metrics.count('refresh.attempts', { ...dimensions, outcome: 'success' });
     log.info('tokens refreshed', { expiresOn: result.expiresOn.toISOString() });
-    await deps.lifecycle.succeeded(connection);
     return { outcome: 'refreshed', expiresOn: result.expiresOn };
   } catch (error) {
     if (!(error instanceof TokenUnavailableError)) throw error;
     const { failure } = error;
     deps.metrics.count('refresh.attempts', { ...dimensions, outcome: 'failure', failureKind: failure.kind, code: failure.code });
+    if (failure.kind === 'app_config') {
+      // Raised once for the app; its connections wait for the next try of the credential instead of coming back every tick.
+      await deps.health.postpone(connection, (await deps.apps.nextProbeAt(connection.appId)) ?? new Date(now.getTime() + deps.policy.retryMaxMs));
+    }
     if (failure.kind !== 'transient') {
       // AccessTokens already told the lifecycle (onFailure); the state change is its event.
       log.warn('token refresh failed; the connection needs someone to act', { failureKind: failure.kind, code: failure.code, nextStep: failure.nextStep });
@@ -92,7 +98,10 @@ export async function refreshConnection(deps: RefreshDeps, message: RefreshMessa
       { customerId: connection.customerId, connectionId: connection.id, ...(after?.lastAttemptAt !== undefined && { retryOf: after.lastAttemptAt }) } satisfies RefreshMessage,
       { delaySeconds: retryInSeconds },
     );
-    log.warn('token refresh failed; retrying', { failureKind: failure.kind, code: failure.code, consecutiveFailures: failures, retryInSeconds, ...(failure.unrecognized && { unrecognized: true }) });
+    const fields = { failureKind: failure.kind, code: failure.code, consecutiveFailures: failures, retryInSeconds };
+    // An answer the taxonomy does not know may never pass: ops should see it before it turns the connection degraded.
+    if (failure.unrecognized) log.error('token refresh failed with an answer the connector does not recognise; retrying', fields);
+    else log.warn('token refresh failed; retrying', fields);
     return { outcome: 'failed', kind: failure.kind, code: failure.code, retryInSeconds };
   }
 }

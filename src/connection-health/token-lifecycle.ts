@@ -36,6 +36,7 @@ export class TokenLifecycle {
       await this.deps.apps.markMisconfigured(connection.appId, failure);
       return;
     }
+    if (connection.state === failure.state || !canTransition(connection.state, failure.state)) return;
     const reason: StateReason = { code: failure.code, message: failure.explanation, nextStep: failure.nextStep };
     const purpose = linkPurpose(connection, failure);
     const link = purpose && this.deps.issueLink ? await this.deps.issueLink(connection, purpose) : undefined;
@@ -46,7 +47,11 @@ export class TokenLifecycle {
   async succeeded(connection: Connection): Promise<void> {
     await this.deps.apps.markWorking(connection.appId);
     if (!RECOVERABLE.includes(connection.state)) return;
-    await this.move(connection, 'connected', undefined, { recoveredFrom: connection.stateReason?.code ?? connection.state });
+    await this.move(connection, 'connected', undefined, {
+      recoveredFrom: connection.stateReason?.code ?? connection.state,
+      explanation: 'Microsoft issues tokens for the connection again; mail flows.',
+      nextStep: 'Nothing to do.',
+    });
   }
 
   /** Transient failures lasted too long: the connection is called degraded (and keeps being retried). */
@@ -58,7 +63,9 @@ export class TokenLifecycle {
       {
         code: failure.code,
         message: `Microsoft has failed every token request for this connection since ${failingSince}: ${failure.explanation}`,
-        nextStep: 'Nothing to do unless Microsoft reports an incident; the connector keeps retrying and the connection returns to connected by itself.',
+        nextStep: failure.unrecognized
+          ? `Microsoft's answer (${failure.code}) is not one the connector knows: look it up in Microsoft's AADSTS list and check the app registration; the connector keeps retrying.`
+          : 'Nothing to do unless Microsoft reports an incident; the connector keeps retrying and the connection returns to connected by itself.',
       },
       { failureKind: failure.kind, failingSince },
     );

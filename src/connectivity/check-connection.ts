@@ -5,7 +5,7 @@ import type { CheckCause, CheckStep, CheckStepName, ConnectionCheck } from '../d
 import { describeProbeCause, type ProbeProtocol, type ProbeResult } from '../domain/connectivity.js';
 import type { Mailbox } from '../domain/mailbox.js';
 import type { TokenFailure } from '../domain/token-failure.js';
-import { TokenUnavailableError, type AccessToken } from '../identity/access-tokens.js';
+import { TokenUnavailableError, type AccessToken, type TokenOptions } from '../identity/access-tokens.js';
 import type { Resource } from '../identity/scopes.js';
 import type { GraphProbeInput, MailProbeInput, SmtpProbeInput } from '../mail/probes.js';
 
@@ -25,7 +25,7 @@ export interface Probes {
 }
 
 export interface CheckDeps {
-  tokens: { getAccessToken(connection: Connection, resource: Resource): Promise<AccessToken> };
+  tokens: { getAccessToken(connection: Connection, resource: Resource, options?: TokenOptions): Promise<AccessToken> };
   mailboxes(connection: Connection): Promise<Mailbox[]>;
   cloud(appId: string): Cloud;
   probes: Probes;
@@ -59,7 +59,8 @@ export async function checkConnection(deps: CheckDeps, connection: Connection, o
   for (const resource of (['graph', 'outlook'] as const).filter((r) => needs.has(r))) {
     const started = performance.now();
     try {
-      tokens.set(resource, await deps.tokens.getAccessToken(connection, resource));
+      // From Microsoft, not a cache: a cached token says nothing about revoked sessions or a consent given a minute ago.
+      tokens.set(resource, await deps.tokens.getAccessToken(connection, resource, { fresh: true }));
       steps.push({ step: 'token', resource, outcome: 'ok', durationMs: since(started) });
     } catch (error) {
       if (!(error instanceof TokenUnavailableError)) throw error;

@@ -83,11 +83,11 @@ export function isDue(health: ConnectionHealth, now: Date): boolean {
 /**
  * Wait before retrying after `failures` consecutive transient failures: exponential, capped, with
  * jitter between half and all of it so connections that failed together do not retry together.
- * `retryAfterMs` (Microsoft's Retry-After) is a floor.
+ * (msal itself keeps a token endpoint's Retry-After and answers from it until it passes.)
  */
-export function retryDelayMs(failures: number, policy: RefreshPolicy, random: () => number = Math.random, retryAfterMs = 0): number {
+export function retryDelayMs(failures: number, policy: RefreshPolicy, random: () => number = Math.random): number {
   const exponential = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, failures - 1));
-  return Math.max(retryAfterMs, Math.round(exponential * (0.5 + random() / 2)));
+  return Math.round(exponential * (0.5 + random() / 2));
 }
 
 /** True when transient failures have lasted long enough for a connected connection to be called degraded. */
@@ -108,6 +108,8 @@ export type LeaseOutcome =
       state: ConnectionState;
     }
   | { kind: 'failure'; failure: TokenFailure; state: ConnectionState; used: boolean }
+  /** A sign-in stored new tokens: the cache changed, the failure history ends, the schedule starts over. */
+  | { kind: 'signed_in' }
   | { kind: 'nothing' };
 
 /** A connection's refresh lease, held: only its holder redeems the refresh token. */
@@ -115,5 +117,10 @@ export interface HeldLease {
   /** The token cache version the holder must have (or read) before using the cache. */
   cacheVersion: number;
   health: ConnectionHealth;
+  /**
+   * Extends the lease, false when it is no longer ours (it expired and another holder took it):
+   * checked right before the token cache is written, so a holder that overran never overwrites a newer one.
+   */
+  renew(): Promise<boolean>;
   release(outcome: LeaseOutcome): Promise<ConnectionHealth>;
 }

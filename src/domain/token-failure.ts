@@ -84,8 +84,9 @@ const CODES: ReadonlyMap<number, CodeMeaning> = new Map<number, CodeMeaning>([
   [9001023, { kind: 'app_config', explanation: 'The connector used an authority this grant does not support.' }],
   [90124, { kind: 'app_config', explanation: 'The connector used an authority this resource does not support.' }],
   [90130, { kind: 'app_config', explanation: 'The connector used an authority this app does not support.' }],
-  [650056, { kind: 'app_config', explanation: 'The app registration asks for permissions that are misconfigured.' }],
-  [650057, { kind: 'app_config', explanation: 'The app registration does not list a permission the connector asked for.' }],
+  // These two can be one tenant's consent as much as the registration: they stay with the connection.
+  [650056, { kind: 'consent', explanation: 'The customer tenant has not consented to a permission the app asks for (or the registration lacks it).' }],
+  [650057, { kind: 'consent', explanation: 'A permission the connector asked for is neither granted in the customer tenant nor listed on the app registration.' }],
   [700024, { kind: 'app_config', explanation: "The app's federated credential (managed identity) assertion is not accepted." }],
   [7000229, { kind: 'consent', explanation: "The app has no service principal in the customer tenant." }],
   // Microsoft is failing or throttling: retry.
@@ -110,7 +111,8 @@ const ERRORS: ReadonlyMap<string, CodeMeaning> = new Map<string, CodeMeaning>([
   ['no_account_in_cache', { kind: 'reauth', explanation: 'No stored sign-in was found for the connection.' }],
   ['consent_required', { kind: 'consent', explanation: 'Consent for the app is missing in the customer tenant.' }],
   ['invalid_client', { kind: 'app_config', explanation: "Microsoft refused the app's credential." }],
-  ['unauthorized_client', { kind: 'app_config', explanation: 'Microsoft does not allow the app this request.' }],
+  // Often the app missing from one tenant (its enterprise application deleted): that tenant's to fix.
+  ['unauthorized_client', { kind: 'consent', explanation: 'The customer tenant does not allow the app this request; its enterprise application may be missing or disabled.' }],
   ['temporarily_unavailable', { kind: 'transient', explanation: "Microsoft's sign-in service is temporarily unavailable." }],
   ['server_error', { kind: 'transient', explanation: "Microsoft's sign-in service had an error." }],
   ['network_error', { kind: 'transient', explanation: "Microsoft's sign-in service could not be reached." }],

@@ -50,14 +50,21 @@ export interface RefreshLeases {
   acquireWaiting(connection: Connection, waitMs: number): Promise<HeldLease | undefined>;
 }
 
+/**
+ * What the app's state allows: go ahead; go ahead and ask Microsoft (this request is the one that
+ * tries a refused credential again); or the failure, without asking.
+ */
+export type AppGate = { allow: true; probe?: true } | { allow: false; failure: TokenFailure };
+
 export interface AccessTokensDeps {
   msal: MsalClients;
   secrets: Pick<SecretStore, 'get' | 'set'>;
   leases: RefreshLeases;
-  /** Refuses at once when the app's credential is known to be broken and not due for another try. */
-  appGate?(appId: string): Promise<TokenFailure | undefined>;
+  appGate?(appId: string): Promise<AppGate>;
   /** Told about every failure that is not transient (the connection's state follows it). */
   onFailure?(connection: Connection, failure: TokenFailure): Promise<void>;
+  /** Told when Microsoft issued a token (not a cached one): a connection or app that was failing works again. */
+  onSuccess?(connection: Connection): Promise<void>;
   metrics?: Metrics;
   logger: Logger;
   now(): Date;
@@ -65,13 +72,21 @@ export interface AccessTokensDeps {
 
 export type RefreshResult = { outcome: 'refreshed'; expiresOn: Date } | { outcome: 'busy' };
 
+export interface TokenOptions {
+  /** Ask Microsoft, whatever is cached (the connectivity checker: a cached token proves nothing about now). */
+  fresh?: boolean;
+}
+
 /** A token is handed out again until this long before it expires. */
 export const EXPIRY_MARGIN_MS = 5 * 60_000;
 /** How long a transport waits for another instance's refresh of the same connection. */
 const LEASE_WAIT_MS = 15_000;
+/** Past this many connections an instance starts its memory over, rather than grow without bound. */
+const MAX_CONNECTIONS_HELD = 10_000;
 
-type Mode = 'demand' | 'refresh';
-type Request = { kind: 'demand' } | { kind: 'refresh'; needed?: (health: ConnectionHealth) => boolean };
+type Request =
+  | { kind: 'demand'; fresh: boolean }
+  | { kind: 'refresh'; needed?: (health: ConnectionHealth) => boolean };
 
 export class AccessTokens {
   private readonly tokens = new Map<string, AccessToken>();
@@ -81,17 +96,22 @@ export class AccessTokens {
   constructor(private readonly deps: AccessTokensDeps) {}
 
   /** A token for `resource`, from memory when it has 5 minutes left, else from the cache or Microsoft. */
-  async getAccessToken(connection: Connection, resource: Resource): Promise<AccessToken> {
+  async getAccessToken(connection: Connection, resource: Resource, options: TokenOptions = {}): Promise<AccessToken> {
     const key = `${connection.id}|${resource}`;
     const held = this.tokens.get(key);
-    if (held && held.expiresOn.getTime() - this.deps.now().getTime() > EXPIRY_MARGIN_MS) {
+    if (!options.fresh && held && held.expiresOn.getTime() - this.deps.now().getTime() > EXPIRY_MARGIN_MS) {
       this.count('token.requests', connection, resource, { source: 'memory' });
       return held;
     }
-    let pending = this.pending.get(key);
+    // A sign-in Microsoft refused stays refused until the user signs in again: no request for it.
+    if (!options.fresh && connection.state === 'needs_reauth') {
+      throw new TokenUnavailableError(connection.id, { ...classifyTokenFailure({ error: 'invalid_grant' }), code: connection.stateReason?.code ?? 'invalid_grant' });
+    }
+    const pendingKey = `${key}|${options.fresh ? 'fresh' : 'any'}`;
+    let pending = this.pending.get(pendingKey);
     if (!pending) {
-      pending = this.obtain(connection, resource, { kind: 'demand' }).finally(() => this.pending.delete(key));
-      this.pending.set(key, pending);
+      pending = this.obtain(connection, resource, { kind: 'demand', fresh: options.fresh ?? false }).finally(() => this.pending.delete(pendingKey));
+      this.pending.set(pendingKey, pending);
     }
     return pending;
   }
@@ -125,18 +145,29 @@ export class AccessTokens {
   private async obtain(connection: Connection, resource: Resource, request: Request): Promise<AccessToken> {
     const tenantId = connection.tenantId;
     if (!tenantId) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'it was never connected');
-    const gated = await this.deps.appGate?.(connection.appId);
-    if (gated) throw new TokenUnavailableError(connection.id, gated);
-    const lease = () => (request.kind === 'refresh' ? this.deps.leases.acquire(connection, request.needed) : this.deps.leases.acquireWaiting(connection, LEASE_WAIT_MS));
+    const gate = (await this.deps.appGate?.(connection.appId)) ?? { allow: true };
+    if (!gate.allow) throw new TokenUnavailableError(connection.id, gate.failure);
+    // The timer's refresh, a fresh check, and the one request that tries a refused credential again all ask Microsoft.
+    const network = request.kind === 'refresh' || request.fresh || gate.probe === true;
+    const takeLease = () => (request.kind === 'refresh' ? this.deps.leases.acquire(connection, request.needed) : this.deps.leases.acquireWaiting(connection, LEASE_WAIT_MS));
     const token =
       connection.mode === 'delegated'
-        ? await this.delegated(connection, tenantId, resource, request.kind, lease)
-        : await this.appOnly(connection, tenantId, resource, request.kind, request.kind === 'refresh' ? lease : undefined);
-    this.tokens.set(`${connection.id}|${resource}`, token);
-    return token;
+        ? await this.delegated(connection, tenantId, resource, request.kind, network, takeLease)
+        : await this.appOnly(connection, tenantId, resource, request.kind, network, request.kind === 'refresh' ? takeLease : undefined);
+    if (this.tokens.size >= MAX_CONNECTIONS_HELD) this.tokens.clear();
+    this.tokens.set(`${connection.id}|${resource}`, token.token);
+    if (token.fromNetwork) await this.deps.onSuccess?.(connection);
+    return token.token;
   }
 
-  private async delegated(connection: Connection, tenantId: string, resource: Resource, mode: Mode, takeLease: () => Promise<HeldLease | undefined>): Promise<AccessToken> {
+  private async delegated(
+    connection: Connection,
+    tenantId: string,
+    resource: Resource,
+    mode: Request['kind'],
+    network: boolean,
+    takeLease: () => Promise<HeldLease | undefined>,
+  ): Promise<{ token: AccessToken; fromNetwork: boolean }> {
     const account = connection.account;
     if (!account) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'no user signed in');
     const app = this.deps.msal.app(connection.appId);
@@ -151,22 +182,23 @@ export class AccessTokens {
       throw new TokenUnavailableError(connection.id, { ...classifyTokenFailure({ error: 'temporarily_unavailable' }), code: 'lease_busy', explanation: 'Another instance is refreshing the connection and did not finish in time.' });
     }
 
-    let cacheRewritten = false;
+    let rewritten: string | undefined;
+    let result: AuthenticationResult;
     try {
       const cache = await this.cacheOf(connection, lease.cacheVersion);
       const plugin: ICachePlugin = {
         beforeCacheAccess: (context) => {
-          context.tokenCache.deserialize(cache.serialized);
+          context.tokenCache.deserialize(rewritten ?? cache);
           return Promise.resolve();
         },
         afterCacheAccess: async (context) => {
           if (!context.cacheHasChanged) return;
+          // Only a holder that still has the lease writes: one that overran it could overwrite a newer cache.
+          if (!(await lease.renew())) throw new LeaseLost(connection.id);
           // Saved before the lease goes: the rotated refresh token is never only in memory.
           const serialized = context.tokenCache.serialize();
           await saveTokenCache(this.deps.secrets, connection.id, serialized);
-          this.caches.set(connection.id, { serialized, version: lease.cacheVersion + 1 });
-          cache.serialized = serialized;
-          cacheRewritten = true;
+          rewritten = serialized;
         },
       };
       const client =
@@ -175,52 +207,60 @@ export class AccessTokens {
           : await this.deps.msal.delegated(connection.appId, tenantId, plugin);
       const cached = await client.getTokenCache().getAccountByHomeId(`${account.oid}.${tenantId}`);
       if (!cached) throw this.unavailable(connection, { error: 'no_account_in_cache' }, 'its token cache holds no account');
-      const result = await client.acquireTokenSilent({
-        account: cached,
-        scopes,
-        authority: this.deps.msal.authority(app, tenantId),
-        ...(mode === 'refresh' && { forceRefresh: true }),
-      });
-      const token = toAccessToken(result, account.upn);
-      await lease.release({
-        kind: 'success',
-        fromNetwork: !result.fromCache,
-        cacheRewritten,
-        accessTokenExpiresAt: token.expiresOn,
-        used: mode === 'demand',
-        state: result.fromCache ? connection.state : 'connected',
-      });
-      this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
-      return token;
+      result = await client.acquireTokenSilent({ account: cached, scopes, authority: this.deps.msal.authority(app, tenantId), ...(network && { forceRefresh: true }) });
     } catch (thrown) {
-      const failure = thrown instanceof TokenUnavailableError ? thrown.failure : tokenFailureOf(thrown);
-      if (!failure) {
-        await lease.release({ kind: 'nothing' });
+      const failure = thrown instanceof LeaseLost ? undefined : thrown instanceof TokenUnavailableError ? thrown.failure : tokenFailureOf(thrown);
+      if (rewritten !== undefined || !failure) {
+        // Not Microsoft's answer (storage, a lost lease): the cache may or may not have been written, so the next holder reads it again.
+        this.caches.delete(connection.id);
+        await lease.release({ kind: rewritten === undefined ? 'nothing' : 'signed_in' });
         throw thrown;
       }
       await lease.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: mode === 'demand' });
       throw await this.failed(connection, resource, mode, failure, thrown);
     }
+
+    const token = toAccessToken(result, account.upn);
+    try {
+      const released = await lease.release({
+        kind: 'success',
+        fromNetwork: !result.fromCache,
+        cacheRewritten: rewritten !== undefined,
+        accessTokenExpiresAt: token.expiresOn,
+        used: mode === 'demand',
+        state: result.fromCache ? connection.state : 'connected',
+      });
+      if (rewritten !== undefined) this.holdCache(connection.id, rewritten, released.cacheVersion);
+    } catch (error) {
+      // The store has the cache but the row may not say so: read it again next time.
+      this.caches.delete(connection.id);
+      throw error;
+    }
+    this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
+    return { token, fromNetwork: !result.fromCache };
   }
 
   /** On demand no lease is taken (`takeLease` undefined): there is no refresh token, and msal caches per tenant in memory. */
-  private async appOnly(connection: Connection, tenantId: string, resource: Resource, mode: Mode, takeLease?: () => Promise<HeldLease | undefined>): Promise<AccessToken> {
+  private async appOnly(
+    connection: Connection,
+    tenantId: string,
+    resource: Resource,
+    mode: Request['kind'],
+    network: boolean,
+    takeLease?: () => Promise<HeldLease | undefined>,
+  ): Promise<{ token: AccessToken; fromNetwork: boolean }> {
     const app = this.deps.msal.app(connection.appId);
     const lease = takeLease && (await takeLease());
     if (takeLease && !lease) throw new LeaseBusy();
+    let result: AuthenticationResult | null;
     try {
       const client = await this.deps.msal.appOnlyClient(connection.appId);
-      const result = await client.acquireTokenByClientCredential({
+      result = await client.acquireTokenByClientCredential({
         scopes: [defaultScope(app.cloud, resource)],
         authority: this.deps.msal.authority(app, tenantId),
-        // The timer's refresh is a check that consent and credential still hold: ask Microsoft.
-        ...(mode === 'refresh' && { skipCache: true }),
+        ...(network && { skipCache: true }),
       });
       if (!result) throw new Error('msal returned no app-only token');
-      const token = toAccessToken(result, app.clientId);
-      await lease?.release({ kind: 'success', fromNetwork: !result.fromCache, cacheRewritten: false, accessTokenExpiresAt: token.expiresOn, used: false, state: 'connected' });
-      this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
-      return token;
     } catch (thrown) {
       const failure = tokenFailureOf(thrown);
       if (!failure) {
@@ -230,21 +270,29 @@ export class AccessTokens {
       await lease?.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: false });
       throw await this.failed(connection, resource, mode, failure, thrown);
     }
+    const token = toAccessToken(result, app.clientId);
+    await lease?.release({ kind: 'success', fromNetwork: !result.fromCache, cacheRewritten: false, accessTokenExpiresAt: token.expiresOn, used: false, state: 'connected' });
+    this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
+    return { token, fromNetwork: !result.fromCache };
   }
 
   /** The connection's token cache at `version`: this instance's copy, or the secret store's when the copy is older. */
-  private async cacheOf(connection: Connection, version: number): Promise<{ serialized: string; version: number }> {
+  private async cacheOf(connection: Connection, version: number): Promise<string> {
     const held = this.caches.get(connection.id);
-    if (held?.version === version) return { ...held };
+    if (held?.version === version) return held.serialized;
     const stored = await this.deps.secrets.get(tokenCacheSecretName(connection.id));
     this.deps.metrics?.count('secretstore.reads', { purpose: 'token_cache', customerId: connection.customerId, connectionId: connection.id });
     if (!stored) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'the secret store holds no token cache for it');
-    const cache = { serialized: stored.value, version };
-    this.caches.set(connection.id, cache);
-    return { ...cache };
+    this.holdCache(connection.id, stored.value, version);
+    return stored.value;
   }
 
-  private async failed(connection: Connection, resource: Resource, mode: Mode, failure: TokenFailure, cause: unknown): Promise<TokenUnavailableError> {
+  private holdCache(connectionId: string, serialized: string, version: number): void {
+    if (this.caches.size >= MAX_CONNECTIONS_HELD) this.caches.clear();
+    this.caches.set(connectionId, { serialized, version });
+  }
+
+  private async failed(connection: Connection, resource: Resource, mode: Request['kind'], failure: TokenFailure, cause: unknown): Promise<TokenUnavailableError> {
     this.tokens.delete(`${connection.id}|${resource}`);
     this.count('token.requests', connection, resource, { source: 'failure', mode, failureKind: failure.kind, code: failure.code });
     if (failure.kind !== 'transient') await this.deps.onFailure?.(connection, failure);
@@ -257,6 +305,14 @@ export class AccessTokens {
 
   private count(name: string, connection: Connection, resource: Resource, dimensions: Record<string, string>): void {
     (this.deps.metrics ?? noMetrics).count(name, { customerId: connection.customerId, connectionId: connection.id, mode: connection.mode, resource, ...dimensions });
+  }
+}
+
+/** The lease expired while its holder worked, and another took it: nothing more is written. */
+class LeaseLost extends Error {
+  constructor(connectionId: string) {
+    super(`The refresh lease of connection ${connectionId} expired before its holder finished; the token cache was left as the next holder wrote it.`);
+    this.name = 'LeaseLost';
   }
 }
 

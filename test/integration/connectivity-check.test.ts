@@ -10,7 +10,6 @@ import type { CheckStep } from '../../src/domain/connection-check.js';
 import { probeGraph, probeImap, probePop3, probeSmtp } from '../../src/mail/probes.js';
 import { listMailboxes } from '../../src/connections/mailboxes.js';
 import { keys } from '../../src/store/repositories.js';
-import { tokenCacheSecretName } from '../../src/identity/token-cache-store.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 
@@ -73,14 +72,6 @@ async function connected(transports: Transports): Promise<{ connection: Connecti
   return { connection: await env.connection(created), upn };
 }
 
-/** Leaves the connection only its refresh token, so the next token request goes to Microsoft. */
-async function withoutAccessTokens(connection: Connection): Promise<void> {
-  const cache = JSON.parse((await env.tokenCache(connection.id)) ?? '{}') as object;
-  await env.services.secrets.set(tokenCacheSecretName(connection.id), JSON.stringify({ ...cache, AccessToken: {} }));
-  env.identity.accessTokens.forget(connection.id);
-  await env.identity.health.signedIn(connection);
-}
-
 function check(connection: Connection, options = {}) {
   const run = env.services.api.checkConnection;
   if (!run) throw new Error('the checker is not configured');
@@ -134,7 +125,8 @@ describe('connectivity check', () => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
     const { connection, upn } = await connected({ send: 'smtp', receive: 'imap' });
     await env.sandbox.control.revokeSessions(contoso.tenant.id, upn);
-    await withoutAccessTokens(connection);
+    // Tokens from before the revocation are still in memory and in the cache: the check asks Microsoft anyway.
+    expect((await env.identity.accessTokens.getAccessToken(connection, 'outlook')).token).toBeTruthy();
     const result = await check(connection);
     expect(summary(result.steps)).toEqual(['token:outlook:failed:sign_in_expired', `imap:${upn}:skipped`, `smtp:${upn}:skipped`]);
     expect(result.steps[0]?.cause).toMatchObject({ microsoftCode: 'AADSTS50173', nextStep: expect.stringMatching(/reconnect link/) as unknown });
@@ -173,7 +165,6 @@ describe('connectivity check', () => {
     });
     const connection = await env.connection(created);
     await env.sandbox.control.removeAppFromTenant(directory.tenant.id, env.clientId);
-    await withoutAccessTokens(connection);
     const result = await check(connection);
     expect(summary(result.steps)[0]).toBe('token:outlook:failed:consent_missing');
     expect((await env.connection(connection)).state).toBe('needs_admin');
@@ -182,7 +173,6 @@ describe('connectivity check', () => {
   it('Microsoft failing (503) is named unavailable, and the connection stays connected', async (context) => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
     const { connection } = await connected({ send: 'smtp', receive: 'imap' });
-    await withoutAccessTokens(connection);
     await env.sandbox.control.failTokenRequests({ status: 503, count: 5 });
     try {
       const result = await check(connection);
@@ -198,7 +188,6 @@ describe('connectivity check', () => {
   it("an expired client secret is named app_misconfigured: the vendor's to fix", async (context) => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
     const { connection } = await connected({ send: 'smtp', receive: 'imap' });
-    await withoutAccessTokens(connection);
     await env.sandbox.control.expireClientSecret(env.clientId, env.secretKeyId);
     const result = await check(connection);
     expect(summary(result.steps)[0]).toBe('token:outlook:failed:app_misconfigured');

@@ -36,10 +36,6 @@ describe('back-off', () => {
     expect(retryDelayMs(4, policy, () => 1)).toBe(8 * 60_000);
     expect(retryDelayMs(20, policy, () => 1)).toBe(30 * 60_000);
   });
-
-  it("never earlier than Microsoft's Retry-After", () => {
-    expect(retryDelayMs(1, policy, () => 0, 120_000)).toBe(120_000);
-  });
 });
 
 describe('degraded', () => {

@@ -24,7 +24,7 @@ describe('classifyTokenFailure', () => {
     expect(classifyTokenFailure({ error })).toMatchObject({ kind: 'reauth', state: 'needs_reauth' });
   });
 
-  it.each([65001, 90094, 90093, 700016])('AADSTS%i: consent is missing or revoked, an administrator must grant it', (aadsts) => {
+  it.each([65001, 90094, 90093, 700016, 650056, 650057])('AADSTS%i: consent is missing or revoked, an administrator must grant it', (aadsts) => {
     expect(classifyTokenFailure({ error: aadsts === 700016 ? 'unauthorized_client' : 'invalid_grant', aadsts, status: 400 })).toMatchObject({
       kind: 'consent',
       state: 'needs_admin',
@@ -42,8 +42,9 @@ describe('classifyTokenFailure', () => {
     expect(classifyTokenFailure({ error: 'invalid_client', aadsts, status: 401 })).toMatchObject({ kind: 'app_config', state: 'app_misconfigured', remedy: 'vendor' });
   });
 
-  it('an invalid_client without a number is the app\'s configuration too', () => {
+  it('an invalid_client without a number is the app\'s configuration too; a bare unauthorized_client is the tenant\'s', () => {
     expect(classifyTokenFailure({ error: 'invalid_client', status: 401 })).toMatchObject({ kind: 'app_config' });
+    expect(classifyTokenFailure({ error: 'unauthorized_client', status: 400 })).toMatchObject({ kind: 'consent', state: 'needs_admin' });
   });
 
   it.each([
