@@ -13,6 +13,7 @@ import { AccessTokens } from '../../src/identity/access-tokens.js';
 import { loadAppCredential } from '../../src/identity/app-credentials.js';
 import { MsalClients } from '../../src/identity/msal-clients.js';
 import { keys } from '../../src/store/repositories.js';
+import { generateApiKey } from '../../src/api/auth/api-keys.js';
 import { UNCHANGED } from '../../src/store/table-repository.js';
 import { QUEUES } from '../../src/store/storage-layout.js';
 import { createLogger, type LogRecord } from '../../src/telemetry/logger.js';
@@ -394,6 +395,19 @@ describe('failures, sorted by who must act', () => {
     }
     const recovered = (await eventsOf(VENDOR_EVENTS)).filter((e) => e.type === 'app.recovered' && e.data.clientId === env.clientId);
     expect(recovered).toHaveLength(1);
+
+    // Through the API: credentials for every customer list and replay them; a customer's own get 404.
+    const everyone = generateApiKey('*', 'app events', new Date());
+    const oneCustomer = generateApiKey(first.connection.customerId, 'app events', new Date());
+    for (const { record } of [everyone, oneCustomer]) await env.services.repositories.apiKeys.create(keys.apiKey(record.prefix), record);
+    const get = (key: string, path: string, method = 'GET') => fetch(`${env.baseUrl}/api/v1/${path}`, { method, headers: { authorization: `Bearer ${key}` } });
+    const listed = await get(everyone.key, 'app-events?type=app.misconfigured&limit=100');
+    expect(listed.status).toBe(200);
+    const items = ((await listed.json()) as { items: { id: string; data: { clientId?: string } }[] }).items.filter((e) => e.data.clientId === env.clientId);
+    expect(items).toHaveLength(1);
+    expect((await get(oneCustomer.key, 'app-events')).status).toBe(404);
+    expect((await get(everyone.key, `app-events/${items[0]?.id ?? ''}/replay`, 'POST')).status).toBe(202);
+    expect((await get(oneCustomer.key, `app-events/${items[0]?.id ?? ''}/replay`, 'POST')).status).toBe(404);
     expect(await env.identity.apps.get('default')).not.toHaveProperty('misconfigured');
   });
 });
