@@ -7,10 +7,9 @@ import { ConfidentialClientApplication } from '@azure/msal-node';
 import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startSandboxIdentity, type RunningSandboxIdentity } from '../../local/sandbox/identity/index.js';
-import type { UserView } from '../../local/sandbox/identity/control-schemas.js';
-import type { Tenant } from '../../local/sandbox/identity/sandbox-state.js';
 import { createSigningKeyMaterial, loadSigningKey, type SigningKey } from '../../local/sandbox/identity/signing-key.js';
 import { mintAppAccessToken } from '../../local/sandbox/identity/tokens.js';
+import { GRAPH, SANDBOX_PASSWORD, organization, type Organization } from '../support/sandbox-organization.js';
 
 /**
  * The sandbox Microsoft Graph (local/sandbox/graph) called with Node's fetch and real tokens that the
@@ -19,9 +18,8 @@ import { mintAppAccessToken } from '../../local/sandbox/identity/tokens.js';
  * Graph's error JSON, and the faults the control API injects on a movable clock.
  */
 
-const GRAPH = 'https://graph.microsoft.com';
 const GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
-const PASSWORD = 'Sandbox-Passw0rd!';
+const PASSWORD = SANDBOX_PASSWORD;
 const MINUTE = 60_000;
 
 let sandbox: RunningSandboxIdentity;
@@ -55,32 +53,6 @@ afterAll(async () => {
   await sandbox.stop();
   await rm(workDir, { recursive: true, force: true });
 });
-
-interface Organization {
-  tenant: Tenant;
-  domain: string;
-  megan: UserView;
-  adele: UserView;
-  clientId: string;
-  homeTenantId: string;
-  secret: string;
-}
-
-/** A customer tenant with two users (and their mailboxes), and an app the admin consented to with these permissions. */
-async function organization(name: string, permissions: { delegated?: string[]; appRoles?: string[] }): Promise<Organization> {
-  const tenant = await sandbox.control.createTenant({ displayName: name });
-  const domain = tenant.domains[0] ?? '';
-  const megan = await sandbox.control.createUser(tenant.id, { userPrincipalName: `megan@${domain}`, displayName: 'Megan Bowen', password: PASSWORD });
-  const adele = await sandbox.control.createUser(tenant.id, { userPrincipalName: `adele@${domain}`, displayName: 'Adele Vance', password: PASSWORD });
-  const app = await sandbox.control.createApp({
-    displayName: `${name} connector`,
-    delegatedPermissions: (permissions.delegated ?? []).map((p) => `${GRAPH}/${p}`),
-    appRoles: (permissions.appRoles ?? []).map((p) => `${GRAPH}/${p}`),
-  });
-  const { value: secret } = await sandbox.control.addClientSecret(app.clientId);
-  await sandbox.control.grantConsent(tenant.id, { clientId: app.clientId });
-  return { tenant, domain, megan, adele, clientId: app.clientId, homeTenantId: app.homeTenantId ?? '', secret };
-}
 
 function msalClient(org: Organization, tenant: string): ConfidentialClientApplication {
   const options = sandbox.msalAuthOptions(tenant);
@@ -145,7 +117,7 @@ const CHALLENGE = new RegExp(`^Bearer realm="", authorization_uri="https://127\\
 
 describe('bearer tokens', () => {
   it('serves /me to a delegated token msal-node got, with request ids and the OData content type', async () => {
-    const org = await organization('Contoso', { delegated: ['User.Read', 'Mail.Read'] });
+    const org = await organization(sandbox, 'Contoso', { delegated: ['User.Read', 'Mail.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     expect(decodeJwt(token)).toMatchObject({ aud: GRAPH, scp: expect.stringContaining('User.Read') as unknown });
     const clientRequestId = randomUUID();
@@ -174,14 +146,14 @@ describe('bearer tokens', () => {
   });
 
   it("accepts Graph's app id as the audience, as Entra issues it for bare scope names", async () => {
-    const org = await organization('Bare Scopes', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Bare Scopes', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName, ['User.Read']);
     expect(decodeJwt(token).aud).toBe(GRAPH_APP_ID);
     expect((await graph('/me', token)).body).toMatchObject({ id: org.megan.id });
   });
 
   it('refuses what Graph refuses with 401 InvalidAuthenticationToken and its WWW-Authenticate challenge', async () => {
-    const org = await organization('Bad Tokens', { delegated: ['User.Read'], appRoles: ['User.Read.All'] });
+    const org = await organization(sandbox, 'Bad Tokens', { delegated: ['User.Read'], appRoles: ['User.Read.All'] });
     const now = Date.now();
     const app = { clientId: org.clientId, displayName: 'Bad Tokens connector', appidacr: '1' as const };
     const outlook = await appToken(org, org.tenant.id, 'https://outlook.office365.com/.default');
@@ -211,7 +183,7 @@ describe('bearer tokens', () => {
   });
 
   it('checks expiry and not-before on the sandbox clock', async () => {
-    const org = await organization('Clock', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Clock', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     clockOffset = 59 * MINUTE;
     expect((await graph('/me', token)).status).toBe(200);
@@ -230,13 +202,13 @@ describe('bearer tokens', () => {
 
 describe('GET /me and /users/{id | userPrincipalName}', () => {
   it('/me needs User.Read, and a user: an app gets 400, a token without User.Read 403', async () => {
-    const org = await organization('Me', { delegated: ['Mail.Read'], appRoles: ['User.Read.All'] });
+    const org = await organization(sandbox, 'Me', { delegated: ['Mail.Read'], appRoles: ['User.Read.All'] });
     expectGraphError(await graph('/me', await userToken(org, org.megan.userPrincipalName)), 403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
     expectGraphError(await graph('/me', await appToken(org)), 400, 'BadRequest', '/me request is only valid with delegated authentication flow.');
   });
 
   it('a delegated caller reads themselves by id or upn, anyone else is 403; $select picks properties', async () => {
-    const org = await organization('Users', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Users', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     expect((await graph(`/users/${org.megan.id}`, token)).body).toMatchObject({ id: org.megan.id, userPrincipalName: org.megan.userPrincipalName });
     expect((await graph(`/users/${org.megan.userPrincipalName.toUpperCase()}`, token)).body).toMatchObject({ id: org.megan.id });
@@ -253,7 +225,7 @@ describe('GET /me and /users/{id | userPrincipalName}', () => {
   });
 
   it('an app reads any user of its tenant with User.Read.All (403 without it), 404 for nobody', async () => {
-    const org = await organization('App Users', { appRoles: ['User.Read.All'] });
+    const org = await organization(sandbox, 'App Users', { appRoles: ['User.Read.All'] });
     const unlicensed = await sandbox.control.createUser(org.tenant.id, { userPrincipalName: `kiosk@${org.domain}`, mailbox: false });
     const token = await appToken(org);
     expect(decodeJwt(token)).toMatchObject({ idtyp: 'app', roles: ['User.Read.All'] });
@@ -262,10 +234,10 @@ describe('GET /me and /users/{id | userPrincipalName}', () => {
     const nobody = `nobody@${org.domain}`;
     expectGraphError(await graph(`/users/${nobody}`, token), 404, 'Request_ResourceNotFound', `Resource '${nobody}' does not exist or one of its queried reference-property objects are not present.`);
     // A user of another tenant is nobody here.
-    const other = await organization('Elsewhere', {});
+    const other = await organization(sandbox, 'Elsewhere', {});
     expect((await graph(`/users/${other.megan.id}`, token)).status).toBe(404);
 
-    const withoutRole = await organization('No Role', { appRoles: ['Mail.Read'] });
+    const withoutRole = await organization(sandbox, 'No Role', { appRoles: ['Mail.Read'] });
     expectGraphError(await graph(`/users/${withoutRole.megan.id}`, await appToken(withoutRole)), 403, 'Authorization_RequestDenied');
   });
 });
@@ -274,7 +246,7 @@ describe('GET …/mailFolders/{id}', () => {
   const ACCESS_DENIED = 'Access is denied. Check credentials and try again.';
 
   it('serves the signed-in user their inbox by well-known name and by id, with $select', async () => {
-    const org = await organization('Folders', { delegated: ['Mail.ReadBasic'] });
+    const org = await organization(sandbox, 'Folders', { delegated: ['Mail.ReadBasic'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     const inbox = await graph('/me/mailFolders/inbox', token);
     expect(inbox.status).toBe(200);
@@ -308,7 +280,7 @@ describe('GET …/mailFolders/{id}', () => {
   });
 
   it("delegated: the user's own mailbox and those they have FullAccess to, nothing else, and only with a Mail scope", async () => {
-    const org = await organization('Shared', { delegated: ['Mail.Read'] });
+    const org = await organization(sandbox, 'Shared', { delegated: ['Mail.Read'] });
     const shared = `support@${org.domain}`;
     await sandbox.control.createMailbox(org.tenant.id, { address: shared, displayName: 'Support', fullAccess: [org.megan.userPrincipalName] });
     const megan = await userToken(org, org.megan.userPrincipalName);
@@ -320,12 +292,12 @@ describe('GET …/mailFolders/{id}', () => {
     expectGraphError(await graph(`/users/${shared}/mailFolders/inbox`, adele), 403, 'ErrorAccessDenied', ACCESS_DENIED);
     expectGraphError(await graph(`/users/${org.adele.id}/mailFolders/inbox`, megan), 403, 'ErrorAccessDenied', ACCESS_DENIED);
 
-    const profileOnly = await organization('Profile Only', { delegated: ['User.Read'] });
+    const profileOnly = await organization(sandbox, 'Profile Only', { delegated: ['User.Read'] });
     expectGraphError(await graph('/me/mailFolders/inbox', await userToken(profileOnly, profileOnly.megan.userPrincipalName)), 403, 'ErrorAccessDenied', ACCESS_DENIED);
   });
 
   it('app-only: any mailbox of the tenant with Mail.Read or Mail.ReadWrite; unknown addresses and users without a mailbox are 404', async () => {
-    const org = await organization('App Mail', { appRoles: ['Mail.ReadWrite'] });
+    const org = await organization(sandbox, 'App Mail', { appRoles: ['Mail.ReadWrite'] });
     const shared = `sales@${org.domain}`;
     await sandbox.control.createMailbox(org.tenant.id, { address: shared });
     const unlicensed = await sandbox.control.createUser(org.tenant.id, { userPrincipalName: `kiosk@${org.domain}`, mailbox: false });
@@ -336,17 +308,17 @@ describe('GET …/mailFolders/{id}', () => {
 
     const nobody = `nobody@${org.domain}`;
     expectGraphError(await graph(`/users/${nobody}/mailFolders/inbox`, token), 404, 'ErrorInvalidUser', `The requested user '${nobody}' is invalid.`);
-    const other = await organization('Other Mail', {});
+    const other = await organization(sandbox, 'Other Mail', {});
     expectGraphError(await graph(`/users/${other.megan.userPrincipalName}/mailFolders/inbox`, token), 404, 'ErrorInvalidUser');
     expectGraphError(await graph(`/users/${unlicensed.userPrincipalName}/mailFolders/inbox`, token), 404, 'MailboxNotEnabledForRESTAPI', 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.');
     expectGraphError(await graph('/me/mailFolders/inbox', token), 400, 'BadRequest', '/me request is only valid with delegated authentication flow.');
 
-    const withoutRole = await organization('No Mail Role', { appRoles: ['User.Read.All'] });
+    const withoutRole = await organization(sandbox, 'No Mail Role', { appRoles: ['User.Read.All'] });
     expectGraphError(await graph(`/users/${withoutRole.megan.id}/mailFolders/inbox`, await appToken(withoutRole)), 403, 'ErrorAccessDenied', ACCESS_DENIED);
   });
 
   it('a signed-in user without a mailbox gets MailboxNotEnabledForRESTAPI', async () => {
-    const org = await organization('Unlicensed', { delegated: ['Mail.Read'] });
+    const org = await organization(sandbox, 'Unlicensed', { delegated: ['Mail.Read'] });
     const kiosk = await sandbox.control.createUser(org.tenant.id, { userPrincipalName: `kiosk@${org.domain}`, password: PASSWORD, mailbox: false });
     expectGraphError(await graph('/me/mailFolders/inbox', await userToken(org, kiosk.userPrincipalName)), 404, 'MailboxNotEnabledForRESTAPI');
   });
@@ -354,7 +326,7 @@ describe('GET …/mailFolders/{id}', () => {
 
 describe('GET /applications', () => {
   it('shows the vendor its registration in its home tenant: credentials with start and end, never a secret value', async () => {
-    const org = await organization('Vendor Customer', { appRoles: ['Application.Read.All'] });
+    const org = await organization(sandbox, 'Vendor Customer', { appRoles: ['Application.Read.All'] });
     expect((await sandbox.control.listTenants()).map((t) => t.id)).toContain(org.homeTenantId);
     await sandbox.control.grantConsent(org.homeTenantId, { clientId: org.clientId });
     const expiring = await sandbox.control.addClientSecret(org.clientId, { displayName: 'rotating', expiresAt: new Date(Date.now() + 10 * 86_400_000).toISOString() });
@@ -406,12 +378,12 @@ describe('GET /applications', () => {
   });
 
   it('another tenant does not see the registration, and a token without Application.Read.All is refused', async () => {
-    const org = await organization('Customer Reads', { appRoles: ['Application.Read.All'] });
+    const org = await organization(sandbox, 'Customer Reads', { appRoles: ['Application.Read.All'] });
     const customerToken = await appToken(org);
     expectGraphError(await graph(`/applications(appId='${org.clientId}')`, customerToken), 404, 'Request_ResourceNotFound');
     expect((await graph(`/applications?$filter=appId eq '${org.clientId}'`, customerToken)).body).toMatchObject({ value: [] });
 
-    const unprivileged = await organization('No App Read', { appRoles: ['Mail.Read'] });
+    const unprivileged = await organization(sandbox, 'No App Read', { appRoles: ['Mail.Read'] });
     await sandbox.control.grantConsent(unprivileged.homeTenantId, { clientId: unprivileged.clientId });
     expectGraphError(await graph(`/applications(appId='${unprivileged.clientId}')`, await appToken(unprivileged, unprivileged.homeTenantId)), 403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
   });
@@ -419,7 +391,7 @@ describe('GET /applications', () => {
 
 describe('injected faults', () => {
   it('failGraphRequests with count: the next requests fail, with Retry-After, before the token is even looked at', async () => {
-    const org = await organization('Throttled', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Throttled', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     await sandbox.control.failGraphRequests({ status: 429, count: 2, retryAfterSeconds: 3 });
     const first = await graph('/me', token);
@@ -436,7 +408,7 @@ describe('injected faults', () => {
   });
 
   it('failGraphRequests with forSeconds: every request fails until the sandbox clock passes the window', async () => {
-    const org = await organization('Outage', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Outage', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     await sandbox.control.failGraphRequests({ status: 503, forSeconds: 20 * 60 });
     for (let i = 0; i < 5; i += 1) expectGraphError(await graph('/me', token), 503, 'serviceNotAvailable', 'Service unavailable');
@@ -453,7 +425,7 @@ describe('injected faults', () => {
   });
 
   it('failTokenRequests with forSeconds: the token endpoint answers 503 for 20 minutes of the sandbox clock', async () => {
-    const org = await organization('Entra Outage', { appRoles: ['User.Read.All'] });
+    const org = await organization(sandbox, 'Entra Outage', { appRoles: ['User.Read.All'] });
     await sandbox.control.failTokenRequests({ status: 503, forSeconds: 20 * 60, retryAfterSeconds: 1 });
     // A new msal client each time: msal-node remembers a 5xx for its Retry-After on the real clock.
     for (let i = 0; i < 3; i += 1) expect(await rejection(appToken(org))).toMatchObject({ name: 'ServerError', errorCode: 'temporarily_unavailable', status: 503 });
@@ -472,7 +444,7 @@ describe('injected faults', () => {
 
 describe('the Graph router', () => {
   it("answers Graph's errors for a version or a path it does not serve", async () => {
-    const org = await organization('Paths', { delegated: ['User.Read'] });
+    const org = await organization(sandbox, 'Paths', { delegated: ['User.Read'] });
     const token = await userToken(org, org.megan.userPrincipalName);
     const beta = await fetch(`${sandbox.graphBase}/beta/me`, { headers: { Authorization: `Bearer ${token}` } });
     expect([beta.status, ((await beta.json()) as { error: { code: string } }).error.code]).toEqual([400, 'BadRequest']);

@@ -90,6 +90,41 @@ export const graphErrors = {
   outlookPropertyUnknown: (property: string, type: string) =>
     new GraphError(400, 'RequestBroker--ParseUri', `Could not find a property named '${property}' on type 'Microsoft.OutlookServices.${type}'.`),
 
+  requestTooLarge: () => new GraphError(413, 'RequestEntityTooLarge', 'The maximum request length supported is 4MB.'),
+  emptyPayload: () => new GraphError(400, 'BadRequest', 'Empty Payload. JSON content expected.'),
+  unreadableJson: () => new GraphError(400, 'BadRequest', 'Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.'),
+  unknownBodyProperty: (property: string, type: string) =>
+    new GraphError(400, 'RequestBodyRead', `The property '${property}' does not exist on type 'Microsoft.OutlookServices.${type}'. Make sure to only use property names that are defined by the type or mark the type as open type.`),
+  bodyValueInvalid: (value: string, type: string) => new GraphError(400, 'RequestBodyRead', `Cannot convert the literal '${value}' to the expected type '${type}'.`),
+  abstractAttachment: () => new GraphError(400, 'RequestBodyRead', 'Cannot create an abstract class.'),
+  unknownParameter: (parameter: string, operation: string) =>
+    new GraphError(400, 'RequestBodyRead', `The parameter '${parameter}' in the request payload is not a valid parameter for the operation '${operation}'.`),
+  notModelled: (what: string) => new GraphError(501, 'NotImplemented', `The sandbox Graph does not model ${what}; see local/sandbox/graph/README.md.`),
+  badQueryOption: (option: string, value: string) => new GraphError(400, 'BadRequest', `Invalid value '${value}' for query option '${option}'.`),
+  unsupportedMessageFilter: () => new GraphError(400, 'ErrorInvalidUrlQueryFilter', 'The query filter contains one or more invalid nodes.'),
+
+  noRecipients: () => new GraphError(400, 'ErrorInvalidRecipients', "At least one recipient is not valid., A message can't be sent because it contains no recipients."),
+  recipientNotResolved: (address: string) =>
+    new GraphError(400, 'ErrorInvalidRecipients', `At least one recipient is not valid., Recipient '${address}' is not resolved. All recipients must be resolved before a message can be submitted.`),
+  headerNameNotCustom: (name: string) => new GraphError(400, 'InvalidInternetMessageHeader', `The internet message header name '${name}' should start with 'x-' or 'X-'.`),
+  tooManyHeaders: () => new GraphError(400, 'InvalidInternetMessageHeaderCollection', 'Maximum number of headers in one message should be less than or equal to 5.'),
+  emptyHeaders: () => new GraphError(400, 'InvalidInternetMessageHeaderCollection', 'The internet message header collection should contain at least one header.'),
+  sendAsDenied: () =>
+    new GraphError(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.'),
+  notADraft: () => new GraphError(400, 'ErrorInvalidOperation', 'The item is not a draft and cannot be changed or sent.'),
+
+  attachmentBelowMinimum: () => new GraphError(400, 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize', 'Attachment size must be greater than the minimum size.'),
+  attachmentOverMaximum: () => new GraphError(400, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.'),
+  uploadAudience: (audience: string, origin: string) =>
+    new GraphError(401, 'InvalidAudienceForResource', `The audience claim value is invalid for current resource. Audience claim is '${audience}', request url is '${origin}' and resource type is 'Exchange'.`),
+  uploadSessionUnknown: () => new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found or has already completed.'),
+  contentRangeInvalid: () => new GraphError(400, 'ErrorInvalidRequest', "The Content-Range header must be 'bytes {start}-{end}/{total}' with the attachment's size as the total and as many bytes in the body as it names."),
+  rangeNotExpected: (next: number) => new GraphError(416, 'ErrorInvalidRequest', `The byte range must start at ${next}, the next byte the upload session expects.`),
+
+  mailboxConcurrency: (retryAfterSeconds: number) =>
+    new GraphError(429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.', { 'Retry-After': String(retryAfterSeconds) }),
+  messageRate: (retryAfterSeconds: number) => new GraphError(429, 'ApplicationThrottled', 'Application is over its MessageRate limit.', { 'Retry-After': String(retryAfterSeconds) }),
+
   invalidVersion: (version: string) => new GraphError(400, 'BadRequest', `Invalid version: ${version}`),
   segmentNotFound: (segment: string) => new GraphError(400, 'BadRequest', `Resource not found for the segment '${segment}'.`),
   methodNotAllowed: (method: string) => new GraphError(405, 'BadRequest', `The HTTP method '${method}' is not allowed for this resource.`),

@@ -2,13 +2,21 @@ import { createPublicKey } from 'node:crypto';
 import type { SandboxContext } from '../identity/context.js';
 import type { Route } from '../identity/http.js';
 import { applicationRoutes } from './applications.js';
+import { mailControlRoutes } from './mail-control.js';
 import { mailFolderRoutes } from './mail-folders.js';
+import { MailStore } from './mail-store.js';
+import { MailboxThrottle, type MailboxLimits } from './mailbox-limits.js';
+import { messageRoutes } from './messages.js';
 import { GRAPH_PREFIX, GRAPH_VERSION, graphHandler, type GraphEnvironment, type GraphFaults } from './router.js';
+import { sendMailRoutes } from './send-mail.js';
+import { uploadSessionRoutes } from './upload-sessions.js';
 import { userRoutes } from './users.js';
 
 /**
  * A minimal Microsoft Graph (v1.0) on the sandbox's HTTPS listener under /graph, for the tokens
- * the sandbox issues; see README.md. One module per resource; the router does the rest.
+ * the sandbox issues; see README.md. One module per resource; the router does the rest. Beside
+ * it: the upload URLs of large attachments (Outlook's host, here /outlook) and the control API's
+ * mail calls.
  */
 
 export interface GraphOptions {
@@ -16,6 +24,8 @@ export interface GraphOptions {
   faults: GraphFaults;
   /** The sandbox's token signing key: Graph accepts only tokens it signed. */
   signingKey: { kid: string; publicKeyPem: string };
+  /** Outlook's per-mailbox limits; Graph's own (4 concurrent, 30 sends a minute) when omitted. */
+  mailboxLimits?: Partial<MailboxLimits>;
 }
 
 const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'];
@@ -23,10 +33,19 @@ const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'];
 /** The base the connector is configured with (ENTRA_GRAPH_URL). */
 export const graphBase = (httpsBase: string) => `${httpsBase}${GRAPH_PREFIX}`;
 
-export function graphRoutes({ context, faults, signingKey }: GraphOptions): Route[] {
-  const env: GraphEnvironment = { context, serviceRoot: `${graphBase(context.httpsBase)}/${GRAPH_VERSION}` };
-  const routes = [...userRoutes(env), ...mailFolderRoutes(env), ...applicationRoutes(env)];
+export function graphRoutes({ context, faults, signingKey, mailboxLimits }: GraphOptions): Route[] {
+  const env: GraphEnvironment = {
+    context,
+    serviceRoot: `${graphBase(context.httpsBase)}/${GRAPH_VERSION}`,
+    store: new MailStore(),
+    throttle: new MailboxThrottle(mailboxLimits ?? {}, () => context.now()),
+  };
+  const uploads = uploadSessionRoutes(env);
+  const routes = [...userRoutes(env), ...mailFolderRoutes(env), ...messageRoutes(env), ...sendMailRoutes(env), ...uploads.graph, ...applicationRoutes(env)];
   const handler = graphHandler(env, routes, faults, { state: context.state, kid: signingKey.kid, publicKey: createPublicKey(signingKey.publicKeyPem), now: () => context.now() });
   const path = new RegExp(`^${GRAPH_PREFIX}(?:/.*)?$`);
-  return METHODS.map((method) => ({ method, path, handler }));
+  return [...METHODS.map((method) => ({ method, path, handler, readsOwnBody: true })), ...uploads.uploads, ...mailControlRoutes(env)];
 }
+
+export type { MailboxLimits, GraphStats, MailboxStats } from './mailbox-limits.js';
+export type { MessageView, AttachmentView, MailboxLimitsInput } from './mail-control.js';

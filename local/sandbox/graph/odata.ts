@@ -33,3 +33,21 @@ export function odataContext(serviceRoot: string, entitySet: string, selected: r
   const selection = selected === undefined ? '' : `(${selected.join(',')})`;
   return `${serviceRoot}/$metadata#${entitySet}${selection}${shape === 'entity' ? '/$entity' : ''}`;
 }
+
+/** `$top` and `$skip` of a list: Graph's default page size unless asked, at most `maxTop` an answer. */
+export function pageOf(query: URLSearchParams, defaultTop: number, maxTop: number, invalid: (option: string, value: string) => GraphError): { top: number; skip: number } {
+  const read = (option: string, fallback: number) => {
+    const value = query.get(option);
+    if (value === null) return fallback;
+    if (!/^\d+$/.test(value.trim())) throw invalid(option, value);
+    return Number(value);
+  };
+  return { top: Math.min(read('$top', defaultTop), maxTop), skip: read('$skip', 0) };
+}
+
+/** The same request for the next page, as `@odata.nextLink` gives it. */
+export function nextLink(url: string, query: URLSearchParams, skip: number): string {
+  const next = new URLSearchParams(query);
+  next.set('$skip', String(skip));
+  return `${url}?${next.toString().replace(/%24/g, '$')}`;
+}

@@ -1,16 +1,22 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { SandboxContext } from '../identity/context.js';
 import type { Handler, SandboxRequest } from '../identity/http.js';
 import { MICROSOFT_GRAPH } from '../identity/resources.js';
 import type { InjectedFault, RequestFaults } from '../identity/request-faults.js';
 import { authenticate, type GraphCaller, type TokenVerifier } from './authentication.js';
 import { GraphError, errorResponse, graphErrors, graphResponse, requestIds } from './errors.js';
+import type { MailboxThrottle } from './mailbox-limits.js';
+import { namedMailboxAddress } from './mailboxes.js';
+import type { MailStore } from './mail-store.js';
 
 /**
  * The sandbox Graph's router. Each resource module contributes routes over the path after the
  * version (`/me`, `/users/{id}/mailFolders/{id}` …, matched case-insensitively as Graph does); the
  * router does what every Graph request goes through, in this order: injected faults (an outage
- * hits everything), the version, the route, the bearer token, then the resource's handler. A
- * GraphError thrown anywhere becomes Graph's error JSON.
+ * hits everything), the version, the route, the bearer token, the per-mailbox limits (Outlook
+ * resources), the body (at most 4 MB, JSON where the route wants it), then the resource's
+ * handler. The limits count a request from before its body arrives until it is answered, as
+ * Graph's concurrency limit does. A GraphError thrown anywhere becomes Graph's error JSON.
  */
 
 export const GRAPH_PREFIX = '/graph';
@@ -20,7 +26,12 @@ export interface GraphEnvironment {
   context: SandboxContext;
   /** `https://127.0.0.1:<port>/graph/v1.0`: where `@odata.context` URLs point. */
   serviceRoot: string;
+  store: MailStore;
+  throttle: MailboxThrottle;
 }
+
+/** Graph's cap on a request body ("4 MB": 4,194,304 bytes pass, one more does not). */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 
 export interface GraphRequest {
   method: string;
@@ -29,19 +40,31 @@ export interface GraphRequest {
   /** The route's groups. */
   params: string[];
   query: URLSearchParams;
+  /** The parsed body of a route that takes JSON, else undefined. */
   json: unknown;
   caller: GraphCaller;
 }
 
 export interface GraphResult {
   status: number;
+  /** An OData JSON answer. */
   body?: unknown;
+  /** Or a text answer (MIME), with its Content-Type in `headers`. */
+  text?: string;
   headers?: Record<string, string>;
 }
 
 export interface GraphRoute {
   method: string;
   path: RegExp;
+  /** An Outlook resource: the mailbox it works on (`who` from the path, undefined for /me), for the per-mailbox limits. */
+  mailbox?: (params: string[]) => { who: string | undefined };
+  /**
+   * `json`: the request must carry a JSON body (Graph refuses an empty or unreadable one);
+   * `json-or-mime`: Graph would also take base64 MIME as text/plain, which the sandbox does not model.
+   * Otherwise a body is read only to hold it to the size cap.
+   */
+  body?: 'json' | 'json-or-mime';
   handle(request: GraphRequest): GraphResult | Promise<GraphResult>;
 }
 
@@ -84,23 +107,52 @@ function challenge(context: SandboxContext): Record<string, string> {
   return { 'WWW-Authenticate': `Bearer realm="", authorization_uri="${context.httpsBase}/common/oauth2/authorize", client_id="${MICROSOFT_GRAPH.appId}"` };
 }
 
+const contentType = (headers: IncomingHttpHeaders) => (headers['content-type'] ?? '').toLowerCase();
+
+/** The body the route takes: held to Graph's size cap whatever the route, parsed when it wants JSON. */
+async function requestBody(route: GraphRoute, request: SandboxRequest): Promise<unknown> {
+  const bytes = request.body === undefined ? Buffer.alloc(0) : await request.body.read(MAX_REQUEST_BYTES);
+  if (bytes === undefined) throw graphErrors.requestTooLarge();
+  if (route.body === undefined) return undefined;
+  const type = contentType(request.headers);
+  if (route.body === 'json-or-mime' && type.startsWith('text/plain')) throw graphErrors.notModelled('MIME message content (Content-Type: text/plain)');
+  if (bytes.length === 0) throw graphErrors.emptyPayload();
+  if (!type.startsWith('application/json')) throw graphErrors.unreadableJson();
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    throw graphErrors.unreadableJson();
+  }
+}
+
 export function graphHandler(env: GraphEnvironment, routes: readonly GraphRoute[], faults: GraphFaults, verifier: TokenVerifier): Handler {
-  const { context } = env;
+  const { context, throttle } = env;
   return async (request: SandboxRequest) => {
     const ids = requestIds(request.headers, context.now());
+    let release: (() => void) | undefined;
     try {
+      throttle.countRequest();
       const fault = faults.take();
-      if (fault) throw faultError(fault);
+      if (fault) {
+        if (fault.status === 429) throttle.countInjectedThrottle();
+        throw faultError(fault);
+      }
       const [, version = '', rest = ''] = /^\/?([^/]*)(.*)$/.exec(request.url.pathname.slice(GRAPH_PREFIX.length)) ?? [];
       if (version !== GRAPH_VERSION) throw graphErrors.invalidVersion(version);
       const path = decodedPath(rest);
       const { route, params } = findRoute(routes, request.method, path);
       const caller = await authenticate(request.headers.authorization, verifier);
-      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, json: request.json, caller });
+      const address = route.mailbox === undefined ? undefined : namedMailboxAddress(context.state, caller, route.mailbox(params).who);
+      if (address !== undefined) release = throttle.admit(caller.clientId, address);
+      const json = await requestBody(route, request);
+      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, json, caller });
+      if (result.text !== undefined) return { status: result.status, headers: { ...graphResponse(result.status, undefined, ids).headers, ...result.headers }, body: result.text };
       return graphResponse(result.status, result.body, ids, result.headers);
     } catch (error) {
       if (error instanceof GraphError) return errorResponse(error, ids, error.status === 401 ? challenge(context) : {});
       throw error;
+    } finally {
+      release?.();
     }
   };
 }

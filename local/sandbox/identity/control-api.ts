@@ -39,7 +39,7 @@ import { hashPassword } from './user-passwords.js';
  * control-client.ts is the typed client for these routes.
  */
 
-class ControlError extends Error {
+export class ControlError extends Error {
   constructor(
     readonly status: number,
     message: string,
@@ -48,7 +48,8 @@ class ControlError extends Error {
   }
 }
 
-function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+/** The control call's input, or 400 with what is wrong with it. */
+export function parse<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body ?? {});
   if (!result.success) throw new ControlError(400, z.prettifyError(result.error));
   return result.data;
@@ -169,7 +170,8 @@ class ControlOperations {
   }
 
   mailboxView(mailbox: Mailbox): MailboxView {
-    return { ...mailbox, fullAccess: mailbox.fullAccess.map((id) => this.state.user(id)?.userPrincipalName ?? id) };
+    const upns = (ids: string[]) => ids.map((id) => this.state.user(id)?.userPrincipalName ?? id);
+    return { ...mailbox, fullAccess: upns(mailbox.fullAccess), sendAs: upns(mailbox.sendAs ?? []) };
   }
 
   createMailbox(tenantId: string, body: unknown): MailboxView {
@@ -182,6 +184,7 @@ class ControlOperations {
       displayName: input.displayName ?? input.address,
       kind: input.kind ?? 'shared',
       fullAccess: (input.fullAccess ?? []).map((u) => this.user(tenant, u).id),
+      sendAs: (input.sendAs ?? []).map((u) => this.user(tenant, u).id),
     };
     this.state.data.mailboxes.push(mailbox);
     return this.mailboxView(mailbox);
@@ -352,7 +355,8 @@ class ControlOperations {
   }
 }
 
-function answering(operation: (request: Parameters<Handler>[0]) => unknown, status = 200): Handler {
+/** A control route's handler: the operation's result as JSON (204 for none), a ControlError as `{ error, message }`. */
+export function answering(operation: (request: Parameters<Handler>[0]) => unknown, status = 200): Handler {
   return (request): SandboxResponse => {
     try {
       const result = operation(request);

@@ -21,6 +21,7 @@ import type {
   UserView,
 } from './control-schemas.js';
 import { CONTROL_PREFIX } from './control-api.js';
+import type { GraphStats, MailboxLimits, MailboxLimitsInput, MessageView } from '../graph/index.js';
 import type { FederatedCredential, Tenant } from './sandbox-state.js';
 
 /**
@@ -161,6 +162,21 @@ export class SandboxControl {
   /** Sandbox Graph requests answer 429, 503 or 500 (with Retry-After when given), counted or timed as failTokenRequests. */
   failGraphRequests(fault: GraphFaultInput): Promise<void> {
     return this.call('PUT', '/faults/graph', fault);
+  }
+
+  /** What a mailbox holds, newest first: one folder's messages (`inbox`, `sentitems`, `drafts`) or all. */
+  messages(address: string, folder?: 'inbox' | 'sentitems' | 'drafts'): Promise<MessageView[]> {
+    return this.call('GET', `/mailboxes/${enc(address)}/messages${folder === undefined ? '' : `?folder=${folder}`}`);
+  }
+
+  /** The sandbox Graph's per-mailbox limits from now on: requests in flight per app and mailbox, sends a minute per mailbox (null: none). */
+  setMailboxLimits(limits: MailboxLimitsInput): Promise<MailboxLimits> {
+    return this.call('PUT', '/graph/limits', limits);
+  }
+
+  /** What the sandbox Graph counted since it started: requests, sends, 429s, per mailbox too. */
+  graphStats(): Promise<GraphStats> {
+    return this.call('GET', '/graph/stats');
   }
 
   /** Codes, refresh tokens and device codes issued (to one app, or all). */

@@ -29,6 +29,8 @@ export const createMailboxInput = z.object({
   kind: z.enum(['user', 'shared']).optional(),
   /** Users (upn or object id) with FullAccess. */
   fullAccess: z.array(z.string()).optional(),
+  /** Users (upn or object id) with Send As: they may send from its address. */
+  sendAs: z.array(z.string()).optional(),
 });
 export const grantConsentInput = z.object({
   clientId: z.string().min(1),
@@ -111,9 +113,11 @@ export interface AddedCertificate {
   startDateTime: number;
   endDateTime: number;
 }
-export interface MailboxView extends Omit<Mailbox, 'fullAccess'> {
+export interface MailboxView extends Omit<Mailbox, 'fullAccess' | 'sendAs'> {
   /** User principal names. */
   fullAccess: string[];
+  /** User principal names. */
+  sendAs: string[];
 }
 export interface ConsentView {
   clientId: string;

@@ -17,6 +17,14 @@ export interface SandboxRequest {
   json: unknown;
   /** Path groups of the matched route. */
   params: string[];
+  /** The body, unread, for a route that reads it itself (`readsOwnBody`); else undefined. */
+  body?: RequestBody;
+}
+
+/** A request body a handler reads itself: after it has decided whether to take the request at all. */
+export interface RequestBody {
+  /** Its bytes, or undefined when there are more than `limitBytes` (the rest is read and dropped, so the connection stays usable). */
+  read(limitBytes: number): Promise<Buffer | undefined>;
 }
 
 export interface SandboxResponse {
@@ -31,6 +39,11 @@ export interface Route {
   method: string;
   path: RegExp;
   handler: Handler;
+  /**
+   * The handler reads the body (`request.body`) instead of this layer: the sandbox Graph counts a
+   * request against its limits while the body is still arriving, and refuses one over its size.
+   */
+  readsOwnBody?: boolean;
 }
 
 const NO_STORE = { 'Cache-Control': 'no-store, no-cache', Pragma: 'no-cache' };
@@ -60,6 +73,27 @@ async function readBody(request: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+function unreadBody(request: IncomingMessage): RequestBody {
+  let reading: Promise<Buffer | undefined> | undefined;
+  return {
+    read(limitBytes) {
+      reading ??= new Promise((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        request.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size <= limitBytes) chunks.push(chunk);
+        });
+        request.on('end', () => {
+          resolve(size > limitBytes ? undefined : Buffer.concat(chunks));
+        });
+        request.on('error', reject);
+      });
+      return reading;
+    },
+  };
+}
+
 /**
  * A request listener over `routes`. An exception that escapes a handler is a bug in the sandbox:
  * it is reported through `onError` and answered with a bare 500.
@@ -73,6 +107,11 @@ export function routeRequests(routes: readonly Route[], onError: (error: unknown
       for (const route of routes) {
         const match = route.path.exec(url.pathname);
         if (!match || route.method !== method) continue;
+        const params = match.slice(1).map((group) => decodeURIComponent(group));
+        if (route.readsOwnBody) {
+          response = await route.handler({ method, url, headers: incoming.headers, form: new URLSearchParams(), json: undefined, params, body: unreadBody(incoming) });
+          break;
+        }
         const raw = method === 'GET' ? '' : await readBody(incoming);
         const type = (incoming.headers['content-type'] ?? '').toLowerCase();
         let json: unknown;
@@ -90,7 +129,7 @@ export function routeRequests(routes: readonly Route[], onError: (error: unknown
           headers: incoming.headers,
           form: type.startsWith('application/x-www-form-urlencoded') ? new URLSearchParams(raw) : new URLSearchParams(),
           json,
-          params: match.slice(1).map((group) => decodeURIComponent(group)),
+          params,
         });
         break;
       }

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { openLocalCa } from '../../tls/local-ca.js';
-import { graphBase, graphRoutes } from '../graph/index.js';
+import { graphBase, graphRoutes, type MailboxLimits } from '../graph/index.js';
 import { adminConsentEndpoint } from './admin-consent-endpoint.js';
 import { authorizeEndpoint, logoutEndpoint } from './authorize-endpoint.js';
 import { DEFAULT_LIFETIMES, type SandboxContext, type SandboxLifetimes } from './context.js';
@@ -45,6 +45,11 @@ export interface SandboxIdentityOptions {
   signingKey?: SigningKeyMaterial;
   /** The clock, in milliseconds since the epoch; tests move it to expire codes. */
   now?: () => number;
+  /**
+   * The sandbox Graph's per-mailbox limits: `concurrent` requests per app and mailbox (Graph's 4),
+   * `sendsPerMinute` per mailbox (Exchange's 30); null switches one off. `control.setMailboxLimits` changes them later.
+   */
+  mailboxLimits?: Partial<MailboxLimits>;
   /** Where unexpected failures (a bug, a state file that cannot be written) are reported. */
   log?: (message: string, error: unknown) => void;
 }
@@ -157,7 +162,7 @@ export async function startSandboxIdentity(options: SandboxIdentityOptions): Pro
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/token'), handler: tokenEndpoint(context, faults) },
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/devicecode'), handler: deviceCodeEndpoint(context) },
     ...controlRoutes(context, faults),
-    ...graphRoutes({ context, faults: faults.graph, signingKey }),
+    ...graphRoutes({ context, faults: faults.graph, signingKey, mailboxLimits: options.mailboxLimits }),
   ];
   const onError = (error: unknown) => {
     log('a request failed', error);

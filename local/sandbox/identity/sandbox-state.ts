@@ -45,6 +45,11 @@ export interface Mailbox {
   kind: 'user' | 'shared';
   /** Users (object ids) with FullAccess to it. */
   fullAccess: string[];
+  /**
+   * Users (object ids) with Exchange's Send As permission on it: they may send mail from its
+   * address. Its owner needs none. Absent in state files from before it was kept.
+   */
+  sendAs?: string[];
 }
 
 export interface ClientSecret {
