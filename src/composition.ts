@@ -316,7 +316,7 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     leases: health,
     appGate: (appId) => apps.gate(appId),
     onFailure: (connection, failure) => lifecycle.failed(connection, failure),
-    onSuccess: (connection) => lifecycle.succeeded(connection),
+    onSuccess: (connection, outcome) => lifecycle.succeeded(connection, outcome),
     metrics: deps.metrics,
     logger,
     now,

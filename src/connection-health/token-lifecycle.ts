@@ -43,9 +43,13 @@ export class TokenLifecycle {
     await this.move(connection, failure.state, reason, { failureKind: failure.kind, remedy: failure.remedy, ...(link && purpose && { link: { ...link, purpose } }) });
   }
 
-  /** Microsoft gave the connection a token: a connection waiting on an administrator or on Microsoft is connected again, and so is its app. */
-  async succeeded(connection: Connection): Promise<void> {
-    await this.deps.apps.markWorking(connection.appId);
+  /**
+   * Microsoft gave the connection a token: a connection waiting on an administrator or on Microsoft
+   * is connected again, and so is its app when the token came from the request that tried the app's
+   * refused credential (otherwise the app's state was just read by the gate, and there is nothing to clear).
+   */
+  async succeeded(connection: Connection, outcome: { appProbe: boolean }): Promise<void> {
+    if (outcome.appProbe) await this.deps.apps.markWorking(connection.appId);
     if (!RECOVERABLE.includes(connection.state)) return;
     await this.move(connection, 'connected', undefined, {
       recoveredFrom: connection.stateReason?.code ?? connection.state,

@@ -63,8 +63,11 @@ export interface AccessTokensDeps {
   appGate?(appId: string): Promise<AppGate>;
   /** Told about every failure that is not transient (the connection's state follows it). */
   onFailure?(connection: Connection, failure: TokenFailure): Promise<void>;
-  /** Told when Microsoft issued a token (not a cached one): a connection or app that was failing works again. */
-  onSuccess?(connection: Connection): Promise<void>;
+  /**
+   * Told when Microsoft issued a token (not a cached one): a connection that was failing works
+   * again, and so does the app when this request was the one trying its refused credential.
+   */
+  onSuccess?(connection: Connection, outcome: { appProbe: boolean }): Promise<void>;
   metrics?: Metrics;
   logger: Logger;
   now(): Date;
@@ -156,7 +159,7 @@ export class AccessTokens {
         : await this.appOnly(connection, tenantId, resource, request.kind, network, request.kind === 'refresh' ? takeLease : undefined);
     if (this.tokens.size >= MAX_CONNECTIONS_HELD) this.tokens.clear();
     this.tokens.set(`${connection.id}|${resource}`, token.token);
-    if (token.fromNetwork) await this.deps.onSuccess?.(connection);
+    if (token.fromNetwork) await this.deps.onSuccess?.(connection, { appProbe: gate.probe === true });
     return token.token;
   }
 

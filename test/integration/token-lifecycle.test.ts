@@ -99,7 +99,7 @@ function refresher(metrics = new RecordingMetrics(), msal = env.identity.msal) {
     leases: health,
     appGate: (appId) => apps.gate(appId),
     onFailure: (connection, failure) => lifecycle.failed(connection, failure),
-    onSuccess: (connection) => lifecycle.succeeded(connection),
+    onSuccess: (connection, outcome) => lifecycle.succeeded(connection, outcome),
     metrics,
     logger,
     now: clock,
