@@ -60,7 +60,27 @@ async function greetingCapabilities(port: number, caPem: string): Promise<string
   }
 }
 
-/** Polls the INBOX until a message with this subject is there, and returns its source. */
+/** The UIDs of the messages in `folder` whose Message-ID header contains `messageId`, as a connector searches. */
+async function uidsWithMessageId(user: string, accessToken: string, folder: string, messageId: string): Promise<number[]> {
+  return withImap(user, accessToken, async (client) => {
+    const lock = await client.getMailboxLock(folder);
+    try {
+      return (await client.search({ header: { 'message-id': messageId } }, { uid: true })) || [];
+    } finally {
+      lock.release();
+    }
+  });
+}
+
+/** Polls until `find` returns a UID: delivery over LMTP happens after SMTP has answered. */
+async function waitForUids(find: () => Promise<number[]>, timeoutMs = 10_000): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const uids = await find();
+    if (uids.length > 0 || Date.now() > deadline) return uids;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 /**
  * Waits for Dovecot to log a line about this user that matches `pattern`: how a login was made
@@ -169,6 +189,72 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
       expect(source).toContain('hello over SMTP');
     });
 
+    // A connector that crashed without knowing whether a send went through looks for its
+    // Message-ID in Sent Items before sending again; that only works if submitted mail lands there.
+    it('SMTP submission saves a copy to the Sent Items of the mailbox that authenticated, found by its Message-ID', async () => {
+      const sender = mailbox('alice');
+      const recipient = mailbox('bob');
+      const hidden = mailbox('carol');
+      const messageId = `<${randomUUID()}@contoso.test>`;
+      const subject = `sent items ${randomUUID()}`;
+      const transport = smtp(sender, await delegated(sender));
+      try {
+        const info = await transport.sendMail({ from: sender, to: recipient, bcc: hidden, subject, messageId, text: 'keep a copy' });
+        expect(info.accepted).toEqual([recipient, hidden]);
+      } finally {
+        transport.close();
+      }
+
+      // Every recipient gets one copy, which names neither the Bcc recipient nor the Sent Items copy.
+      const received = await waitForMessage(recipient, await delegated(recipient), subject);
+      expect(received).toContain(`Message-ID: ${messageId}`);
+      expect(received).not.toMatch(/^Bcc:/im);
+      expect(received).not.toContain(hidden);
+      expect(received).not.toContain('Sent Items');
+      expect(await waitForMessage(hidden, await delegated(hidden), subject)).toContain(`Message-ID: ${messageId}`);
+      for (const user of [recipient, hidden]) {
+        expect(await uidsWithMessageId(user, await delegated(user), 'INBOX', messageId), user).toHaveLength(1);
+      }
+
+      const token = await delegated(sender);
+      const sent = await waitForUids(() => uidsWithMessageId(sender, token, 'Sent Items', messageId));
+      expect(sent).toHaveLength(1);
+      await withImap(sender, token, async (client) => {
+        const lock = await client.getMailboxLock('Sent Items');
+        try {
+          const copy = await client.fetchOne(String(sent[0]), { source: true }, { uid: true });
+          expect(copy && copy.source?.toString('utf8')).toContain(`Subject: ${subject}`);
+        } finally {
+          lock.release();
+        }
+      });
+      expect(await uidsWithMessageId(sender, token, 'INBOX', messageId)).toEqual([]);
+    });
+
+    // Dovecot files "<local>+<folder>" into that folder, which only the Sent Items copy may use.
+    it('SMTP recipients cannot pick a folder: a plus address reaches the INBOX, "+Sent Items" is refused', async () => {
+      const sender = mailbox('alice');
+      const recipient = mailbox('bob');
+      const [local, domain] = recipient.split('@') as [string, string];
+      const messageId = `<${randomUUID()}@contoso.test>`;
+      const subject = `plus address ${randomUUID()}`;
+      const transport = smtp(sender, await delegated(sender));
+      try {
+        await transport.sendMail({ from: sender, to: `${local}+Junk@${domain}`, subject, messageId, text: 'for the inbox' });
+        await expect(
+          transport.sendMail({
+            envelope: { from: sender, to: [`"${local}+Sent Items"@${domain}`] },
+            raw: rawMessage(sender, recipient, `forged ${randomUUID()}`, 'not sent by the recipient'),
+          }),
+        ).rejects.toMatchObject({ code: 'EENVELOPE', responseCode: 501 });
+      } finally {
+        transport.close();
+      }
+      const token = await delegated(recipient);
+      expect(await waitForMessage(recipient, token, subject)).toContain(`Message-ID: ${messageId}`);
+      expect(await uidsWithMessageId(recipient, token, 'Junk', messageId)).toEqual([]);
+    });
+
     it('POP3 over implicit TLS: SASL XOAUTH2, STAT, RETR', async () => {
       const user = mailbox('carol');
       const token = await delegated(user);
@@ -214,13 +300,16 @@ describe.skipIf(provided === null)('mail server stack (Dovecot + Postfix, OAuth 
 
       await withImap(user, token, (client) => client.append('INBOX', rawMessage(user, user, subject, 'stored by the app')));
 
+      const messageId = `<${randomUUID()}@contoso.test>`;
       const transport = smtp(user, token);
       try {
-        await transport.sendMail({ from: user, to: recipient, subject, text: 'sent by the app' });
+        await transport.sendMail({ from: user, to: recipient, subject, messageId, text: 'sent by the app' });
       } finally {
         transport.close();
       }
       expect(await waitForMessage(recipient, await delegated(recipient), subject)).toContain('sent by the app');
+      // The copy goes to the mailbox the app logged in as, as Exchange keeps a shared mailbox's sent mail.
+      expect(await waitForUids(() => uidsWithMessageId(user, token, 'Sent Items', messageId))).toHaveLength(1);
 
       const { host, ports, caPem } = server();
       const pop3 = await Pop3Client.connect({ host, port: ports.pop3s, tls: { ca: caPem } });
