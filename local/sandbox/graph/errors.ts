@@ -112,6 +112,8 @@ export const graphErrors = {
   sendAsDenied: () =>
     new GraphError(403, 'ErrorSendAsDenied', 'The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account., Cannot submit message.'),
   notADraft: () => new GraphError(400, 'ErrorInvalidOperation', 'The item is not a draft and cannot be changed or sent.'),
+  mimeNotBase64: () => new GraphError(400, 'ErrorMimeContentInvalidBase64String', 'Invalid base64 string for MIME content.'),
+  mimeInvalid: () => new GraphError(400, 'ErrorMimeContentInvalid', 'Invalid MIME content.'),
 
   attachmentBelowMinimum: () => new GraphError(400, 'ErrorAttachmentSizeShouldNotBeLessThanMinimumSize', 'Attachment size must be greater than the minimum size.'),
   attachmentOverMaximum: () => new GraphError(400, 'ErrorMessageSizeExceeded', 'The message exceeds the maximum supported size.'),

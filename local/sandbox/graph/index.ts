@@ -4,6 +4,7 @@ import type { Route } from '../identity/http.js';
 import { applicationRoutes } from './applications.js';
 import { mailControlRoutes } from './mail-control.js';
 import { mailFolderRoutes } from './mail-folders.js';
+import { MailRelay, type MailRelayOptions, type RelayLog } from './mail-relay.js';
 import { MailStore } from './mail-store.js';
 import { MailboxThrottle, type MailboxLimits } from './mailbox-limits.js';
 import { messageRoutes } from './messages.js';
@@ -15,8 +16,8 @@ import { userRoutes } from './users.js';
 /**
  * A minimal Microsoft Graph (v1.0) on the sandbox's HTTPS listener under /graph, for the tokens
  * the sandbox issues; see README.md. One module per resource; the router does the rest. Beside
- * it: the upload URLs of large attachments (Outlook's host, here /outlook) and the control API's
- * mail calls.
+ * it: the upload URLs of large attachments (Outlook's host, here /outlook), the control API's
+ * mail calls, and the relay of sent mail to a real mail server.
  */
 
 export interface GraphOptions {
@@ -26,6 +27,10 @@ export interface GraphOptions {
   signingKey: { kid: string; publicKeyPem: string };
   /** Outlook's per-mailbox limits; Graph's own (4 concurrent, 30 sends a minute) when omitted. */
   mailboxLimits?: Partial<MailboxLimits>;
+  /** Sent mail to these domains goes to this LMTP server (mail-relay.ts); none when omitted. */
+  mailRelay?: MailRelayOptions;
+  /** Where relay failures are reported (they never reach the client). */
+  log: RelayLog;
 }
 
 const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'];
@@ -33,12 +38,13 @@ const METHODS = ['GET', 'POST', 'PATCH', 'PUT', 'DELETE'];
 /** The base the connector is configured with (ENTRA_GRAPH_URL). */
 export const graphBase = (httpsBase: string) => `${httpsBase}${GRAPH_PREFIX}`;
 
-export function graphRoutes({ context, faults, signingKey, mailboxLimits }: GraphOptions): Route[] {
+export function graphRoutes({ context, faults, signingKey, mailboxLimits, mailRelay, log }: GraphOptions): Route[] {
   const env: GraphEnvironment = {
     context,
     serviceRoot: `${graphBase(context.httpsBase)}/${GRAPH_VERSION}`,
     store: new MailStore(),
     throttle: new MailboxThrottle(mailboxLimits ?? {}, () => context.now()),
+    relay: new MailRelay(mailRelay ?? null, log),
   };
   const uploads = uploadSessionRoutes(env);
   const routes = [...userRoutes(env), ...mailFolderRoutes(env), ...messageRoutes(env), ...sendMailRoutes(env), ...uploads.graph, ...applicationRoutes(env)];
@@ -47,5 +53,6 @@ export function graphRoutes({ context, faults, signingKey, mailboxLimits }: Grap
   return [...METHODS.map((method) => ({ method, path, handler, readsOwnBody: true })), ...uploads.uploads, ...mailControlRoutes(env)];
 }
 
-export type { MailboxLimits, GraphStats, MailboxStats } from './mailbox-limits.js';
-export type { MessageView, AttachmentView, MailboxLimitsInput } from './mail-control.js';
+export type { MailboxLimits, MailboxStats } from './mailbox-limits.js';
+export type { MailRelayOptions } from './mail-relay.js';
+export type { MessageView, AttachmentView, MailboxLimitsInput, GraphStats } from './mail-control.js';

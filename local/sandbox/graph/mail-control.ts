@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { answering, CONTROL_PREFIX, ControlError, parse } from '../identity/control-api.js';
 import type { Route } from '../identity/http.js';
-import type { MailboxLimits } from './mailbox-limits.js';
+import type { LimitStats, MailboxLimits } from './mailbox-limits.js';
+import type { MailRelayOptions, RelayStats } from './mail-relay.js';
 import type { EmailAddress, MailFolderName, MessageHeader, StoredMessage } from './mail-store.js';
 import { graphDate } from './message-entity.js';
 import { sameText } from './mailboxes.js';
@@ -10,15 +11,23 @@ import type { GraphEnvironment } from './router.js';
 
 /**
  * The control API's mail calls (JSON under /_sandbox on the HTTPS listener, beside the identity
- * ones): what a mailbox holds, the per-mailbox limits, and what the sandbox Graph counted.
+ * ones): what a mailbox holds, the per-mailbox limits, the relay, and what the sandbox Graph counted.
  * - `GET /mailboxes/{address}/messages?folder=inbox|sentitems|drafts` → MessageView[], newest first
  * - `GET /graph/limits`, `PUT /graph/limits` `{ concurrent?, sendsPerMinute? }` (null = no limit) → MailboxLimits
- * - `GET /graph/stats` → GraphStats (mailbox-limits.ts)
+ * - `PUT /graph/relay` `{ lmtp: { host, port }, domains }` → MailRelayOptions; `DELETE /graph/relay` switches it off
+ * - `GET /graph/stats` → GraphStats: the limits' counts (mailbox-limits.ts) and the relay's (mail-relay.ts)
  */
 
 const limit = z.number().int().positive().nullable().optional();
 export const mailboxLimitsInput = z.object({ concurrent: limit, sendsPerMinute: limit });
 export type MailboxLimitsInput = z.input<typeof mailboxLimitsInput>;
+
+const mailRelayInput = z.object({
+  lmtp: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }),
+  domains: z.array(z.string().min(1)),
+});
+
+export type GraphStats = LimitStats & RelayStats;
 
 const FOLDERS = ['inbox', 'sentitems', 'drafts'] as const;
 
@@ -97,11 +106,16 @@ export function mailControlRoutes(env: GraphEnvironment): Route[] {
       ...(input.sendsPerMinute === undefined ? {} : { sendsPerMinute: input.sendsPerMinute }),
     });
   };
+  const setRelay = (body: unknown): MailRelayOptions | null => env.relay.configure(parse(mailRelayInput, body));
   const route = (method: string, path: string, handler: Route['handler']): Route => ({ method, path: new RegExp(`^${CONTROL_PREFIX}${path}$`), handler });
   return [
     route('GET', '/mailboxes/([^/]+)/messages', answering((r) => messages(r.params[0] ?? '', r.url.searchParams.get('folder')))),
     route('GET', '/graph/limits', answering(() => env.throttle.currentLimits())),
     route('PUT', '/graph/limits', answering((r) => setLimits(r.json))),
-    route('GET', '/graph/stats', answering(() => env.throttle.stats())),
+    route('PUT', '/graph/relay', answering((r) => setRelay(r.json))),
+    route('DELETE', '/graph/relay', answering(() => {
+      env.relay.configure(null);
+    })),
+    route('GET', '/graph/stats', answering((): GraphStats => ({ ...env.throttle.stats(), ...env.relay.stats() }))),
   ];
 }

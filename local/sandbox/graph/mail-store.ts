@@ -44,6 +44,7 @@ export interface MessageContent {
   replyTo: EmailAddress[];
   /** Who it is from, when not the mailbox it is sent through. */
   from: EmailAddress | null;
+  /** `x-` headers; from a message written as MIME also In-Reply-To and References (mime-input.ts). */
   internetMessageHeaders: MessageHeader[];
   importance: Importance;
   isReadReceiptRequested: boolean;

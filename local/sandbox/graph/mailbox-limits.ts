@@ -38,7 +38,8 @@ export interface MailboxStats {
   inFlight: number;
 }
 
-export interface GraphStats {
+/** What the limits counted; graphStats adds the relay's counts (mail-control.ts). */
+export interface LimitStats {
   /** Every request to the sandbox Graph and its upload URLs. */
   requests: number;
   sends: number;
@@ -124,7 +125,7 @@ export class MailboxThrottle {
     this.totals.sends += 1;
   }
 
-  stats(): GraphStats {
+  stats(): LimitStats {
     return {
       requests: this.totals.requests,
       sends: this.totals.sends,

@@ -8,13 +8,15 @@ import { newAttachment, newInternetMessageId, newMessage } from './message-facto
 import { parseAttachment, parseMessage } from './message-input.js';
 import { authorizedMailbox, mailboxRoutes } from './mailboxes.js';
 import { mimeOf } from './mime.js';
+import { readMimeMessage } from './mime-input.js';
 import { nextLink, odataContext, pageOf } from './odata.js';
 import type { GraphEnvironment, GraphRequest, GraphResult, GraphRoute } from './router.js';
 import { looksLikeStoreId } from './store-ids.js';
 
 /**
  * Messages of a mailbox (`/me/…` or `/users/{who}/…`):
- * - `POST /messages`: a draft in Drafts (201, the message), with inline file attachments;
+ * - `POST /messages`: a draft in Drafts (201, the message), with inline file attachments, from
+ *   JSON or from base64 MIME (mime-input.ts);
  * - `GET /messages`, `GET /mailFolders/{id}/messages`: newest first, `$select`, `$top` (10 by
  *   default, as Outlook), `$skip` with `@odata.nextLink`, and the one `$filter` a client needs to
  *   find what it sent: `internetMessageId eq '<…>'`;
@@ -47,9 +49,9 @@ export function messageRoutes(env: GraphEnvironment): GraphRoute[] {
   const { state } = env.context;
   const { store } = env;
 
-  const createDraft = ({ caller, json }: GraphRequest, who: string | undefined): GraphResult => {
+  const createDraft = async ({ caller, json, mime }: GraphRequest, who: string | undefined): Promise<GraphResult> => {
     const target = authorizedMailbox(state, caller, who, WRITE_MAIL);
-    const input = parseMessage(json);
+    const input = mime === undefined ? parseMessage(json) : await readMimeMessage(mime);
     const now = env.context.now();
     const self = { name: target.mailbox.displayName, address: target.mailbox.address };
     const from = input.from ?? self;

@@ -2,10 +2,11 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import type { EmailAddress, StoredMessage } from './mail-store.js';
 
 /**
- * A message as RFC 5322 MIME (`GET …/messages/{id}/$value`), composed by nodemailer. Bcc stays in
- * the sender's copies (drafts, Sent Items), as Outlook keeps it there, and is absent from a
- * recipient's. It is the sandbox's rendering, not Exchange's byte for byte: same headers and
- * parts, other boundaries and folding.
+ * A message as RFC 5322 MIME (`GET …/messages/{id}/$value`, and what the relay delivers), composed
+ * by nodemailer. Bcc stays in the sender's copies (drafts, Sent Items), as Outlook keeps it there,
+ * and is absent from a recipient's. The kept internet message headers go along: `x-` ones, and
+ * In-Reply-To and References of a message written as MIME. It is the sandbox's rendering, not
+ * Exchange's byte for byte: same headers and parts, other boundaries and folding.
  */
 
 /** An address with its display name, unless the name only repeats it (an unresolved address). */

@@ -6,6 +6,7 @@ import type { InjectedFault, RequestFaults } from '../identity/request-faults.js
 import { authenticate, type GraphCaller, type TokenVerifier } from './authentication.js';
 import { GraphError, errorResponse, graphErrors, graphResponse, requestIds } from './errors.js';
 import type { MailboxThrottle } from './mailbox-limits.js';
+import type { MailRelay } from './mail-relay.js';
 import { namedMailboxAddress } from './mailboxes.js';
 import type { MailStore } from './mail-store.js';
 
@@ -14,9 +15,10 @@ import type { MailStore } from './mail-store.js';
  * version (`/me`, `/users/{id}/mailFolders/{id}` …, matched case-insensitively as Graph does); the
  * router does what every Graph request goes through, in this order: injected faults (an outage
  * hits everything), the version, the route, the bearer token, the per-mailbox limits (Outlook
- * resources), the body (at most 4 MB, JSON where the route wants it), then the resource's
- * handler. The limits count a request from before its body arrives until it is answered, as
- * Graph's concurrency limit does. A GraphError thrown anywhere becomes Graph's error JSON.
+ * resources), the body (at most 4 MB, JSON or base64 MIME where the route wants it), then the
+ * resource's handler. The limits count a request from before its body arrives until it is
+ * answered, as Graph's concurrency limit does. A GraphError thrown anywhere becomes Graph's error
+ * JSON.
  */
 
 export const GRAPH_PREFIX = '/graph';
@@ -28,6 +30,7 @@ export interface GraphEnvironment {
   serviceRoot: string;
   store: MailStore;
   throttle: MailboxThrottle;
+  relay: MailRelay;
 }
 
 /** Graph's cap on a request body ("4 MB": 4,194,304 bytes pass, one more does not). */
@@ -42,6 +45,8 @@ export interface GraphRequest {
   query: URLSearchParams;
   /** The parsed body of a route that takes JSON, else undefined. */
   json: unknown;
+  /** The body of a `json-or-mime` route sent as text/plain: a MIME message in base64 (mime-input.ts reads it). */
+  mime?: string;
   caller: GraphCaller;
 }
 
@@ -61,7 +66,7 @@ export interface GraphRoute {
   mailbox?: (params: string[]) => { who: string | undefined };
   /**
    * `json`: the request must carry a JSON body (Graph refuses an empty or unreadable one);
-   * `json-or-mime`: Graph would also take base64 MIME as text/plain, which the sandbox does not model.
+   * `json-or-mime`: or, as text/plain, a MIME message in base64 (Graph's "MIME format"), handed over as `mime`.
    * Otherwise a body is read only to hold it to the size cap.
    */
   body?: 'json' | 'json-or-mime';
@@ -109,17 +114,17 @@ function challenge(context: SandboxContext): Record<string, string> {
 
 const contentType = (headers: IncomingHttpHeaders) => (headers['content-type'] ?? '').toLowerCase();
 
-/** The body the route takes: held to Graph's size cap whatever the route, parsed when it wants JSON. */
-async function requestBody(route: GraphRoute, request: SandboxRequest): Promise<unknown> {
+/** The body the route takes: held to Graph's size cap whatever the route, parsed when it wants JSON, as text when it is MIME. */
+async function requestBody(route: GraphRoute, request: SandboxRequest): Promise<Pick<GraphRequest, 'json' | 'mime'>> {
   const bytes = request.body === undefined ? Buffer.alloc(0) : await request.body.read(MAX_REQUEST_BYTES);
   if (bytes === undefined) throw graphErrors.requestTooLarge();
-  if (route.body === undefined) return undefined;
+  if (route.body === undefined) return { json: undefined };
   const type = contentType(request.headers);
-  if (route.body === 'json-or-mime' && type.startsWith('text/plain')) throw graphErrors.notModelled('MIME message content (Content-Type: text/plain)');
+  if (route.body === 'json-or-mime' && type.startsWith('text/plain')) return { json: undefined, mime: bytes.toString('utf8') };
   if (bytes.length === 0) throw graphErrors.emptyPayload();
   if (!type.startsWith('application/json')) throw graphErrors.unreadableJson();
   try {
-    return JSON.parse(bytes.toString('utf8'));
+    return { json: JSON.parse(bytes.toString('utf8')) };
   } catch {
     throw graphErrors.unreadableJson();
   }
@@ -144,8 +149,8 @@ export function graphHandler(env: GraphEnvironment, routes: readonly GraphRoute[
       const caller = await authenticate(request.headers.authorization, verifier);
       const address = route.mailbox === undefined ? undefined : namedMailboxAddress(context.state, caller, route.mailbox(params).who);
       if (address !== undefined) release = throttle.admit(caller.clientId, address);
-      const json = await requestBody(route, request);
-      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, json, caller });
+      const body = await requestBody(route, request);
+      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, ...body, caller });
       if (result.text !== undefined) return { status: result.status, headers: { ...graphResponse(result.status, undefined, ids).headers, ...result.headers }, body: result.text };
       return graphResponse(result.status, result.body, ids, result.headers);
     } catch (error) {

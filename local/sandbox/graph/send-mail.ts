@@ -4,13 +4,15 @@ import { graphErrors } from './errors.js';
 import { SEND_MAIL } from './mail-permissions.js';
 import type { EmailAddress, MessageContent, StoredAttachment } from './mail-store.js';
 import { copyOf, newAttachment, newInternetMessageId, newMessage, withName } from './message-factory.js';
-import { parseMessage, typeProperties } from './message-input.js';
+import { parseMessage, typeProperties, type MessageInput } from './message-input.js';
 import { findMessage } from './messages.js';
+import { readMimeMessage } from './mime-input.js';
 import { authorizedMailbox, mailboxRoutes, sameText } from './mailboxes.js';
 import type { GraphEnvironment, GraphRequest, GraphResult, GraphRoute } from './router.js';
 
 /**
- * Sending: `POST /sendMail` (`{ message, saveToSentItems? }`) and `POST /messages/{id}/send` (a
+ * Sending: `POST /sendMail` (`{ message, saveToSentItems? }`, or a MIME message in base64 as
+ * text/plain, which has no saveToSentItems: it is saved) and `POST /messages/{id}/send` (a
  * draft), both 202 with no body. Exchange's rules, as Microsoft documents them ("Send Outlook
  * messages from another user"): a delegated caller sends from their own mailbox with Mail.Send;
  * from any other (a shared mailbox through `/users/{shared}/sendMail`, which also needs
@@ -20,7 +22,8 @@ import type { GraphEnvironment, GraphRequest, GraphResult, GraphRoute } from './
  * hold Send As on it. Recipients must be addresses; the mailbox's message rate applies. The sent
  * message goes to the sending mailbox's Sent Items (unless saveToSentItems is false) and to the
  * Inbox of every recipient that is a sandbox mailbox, Bcc hidden from them; anyone else is
- * outside the sandbox, and only Sent Items shows it went.
+ * outside the sandbox: the relay (mail-relay.ts) delivers to those in its domains, and for the
+ * rest only Sent Items shows it went.
  */
 
 const ADDRESS = /^[^\s@<>()[\]",;:]+@[^\s@<>()[\]",;:]+$/;
@@ -63,7 +66,7 @@ interface Submission {
   conversationId?: string;
 }
 
-/** Sends: checks, the message rate, Sent Items, the recipients' Inboxes. */
+/** Sends: checks, the message rate, Sent Items, the recipients' Inboxes, the relay for the others. */
 function submit(env: GraphEnvironment, caller: GraphCaller, mailbox: Mailbox, submission: Submission): void {
   const { state } = env.context;
   const from = authorizedFrom(env, caller, mailbox, submission.content.from);
@@ -84,33 +87,35 @@ function submit(env: GraphEnvironment, caller: GraphCaller, mailbox: Mailbox, su
     ...(submission.conversationId === undefined ? {} : { conversationId: submission.conversationId }),
   });
   if (submission.saveToSentItems) env.store.add(mailbox, sent);
-  const { toRecipients, ccRecipients, bccRecipients } = sent;
-  const addresses = new Set([...toRecipients, ...ccRecipients, ...bccRecipients].map((r) => r.address.toLowerCase()));
-  for (const recipient of state.data.mailboxes.filter((m) => addresses.has(m.address.toLowerCase()))) {
+  const recipients = [...sent.toRecipients, ...sent.ccRecipients, ...sent.bccRecipients].map((r) => r.address);
+  const addresses = new Set(recipients.map((a) => a.toLowerCase()));
+  const inSandbox = state.data.mailboxes.filter((m) => addresses.has(m.address.toLowerCase()));
+  for (const recipient of inSandbox) {
     env.store.add(recipient, copyOf(sent, { folder: 'inbox', isRead: false, bccRecipients: [] }));
   }
+  const sandboxAddresses = new Set(inSandbox.map((m) => m.address.toLowerCase()));
+  env.relay.relay(mailbox.address, sent, recipients.filter((a) => !sandboxAddresses.has(a.toLowerCase())));
 }
 
-function sendMailParameters(json: unknown): { message: unknown; saveToSentItems: boolean } {
+function sendMailParameters(json: unknown): { message: MessageInput; saveToSentItems: boolean } {
   const fields = typeProperties(json, ['message', 'saveToSentItems'], 'sendMail', (name) => graphErrors.unknownParameter(name, 'sendMail'));
   const save = fields.get('saveToSentItems');
   if (save !== undefined && save !== null && typeof save !== 'boolean') throw graphErrors.bodyValueInvalid(JSON.stringify(save), 'Edm.Boolean');
-  return { message: fields.get('message') ?? {}, saveToSentItems: save !== false };
+  return { message: parseMessage(fields.get('message') ?? {}), saveToSentItems: save !== false };
 }
 
 export function sendMailRoutes(env: GraphEnvironment): GraphRoute[] {
   const { state } = env.context;
 
-  const sendMail = ({ caller, json }: GraphRequest, who: string | undefined): GraphResult => {
+  const sendMail = async ({ caller, json, mime }: GraphRequest, who: string | undefined): Promise<GraphResult> => {
     const target = authorizedMailbox(state, caller, who, SEND_MAIL);
-    const parameters = sendMailParameters(json);
-    const input = parseMessage(parameters.message);
+    const { message, saveToSentItems } = mime === undefined ? sendMailParameters(json) : { message: await readMimeMessage(mime), saveToSentItems: true };
     const now = env.context.now();
     submit(env, caller, target.mailbox, {
-      content: input,
-      internetMessageId: input.internetMessageId,
-      attachments: input.attachments.map((a) => newAttachment(a, now)),
-      saveToSentItems: parameters.saveToSentItems,
+      content: message,
+      internetMessageId: message.internetMessageId,
+      attachments: message.attachments.map((a) => newAttachment(a, now)),
+      saveToSentItems,
     });
     return { status: 202 };
   };

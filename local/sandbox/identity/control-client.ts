@@ -21,7 +21,7 @@ import type {
   UserView,
 } from './control-schemas.js';
 import { CONTROL_PREFIX } from './control-api.js';
-import type { GraphStats, MailboxLimits, MailboxLimitsInput, MessageView } from '../graph/index.js';
+import type { GraphStats, MailboxLimits, MailboxLimitsInput, MailRelayOptions, MessageView } from '../graph/index.js';
 import type { FederatedCredential, Tenant } from './sandbox-state.js';
 
 /**
@@ -172,6 +172,11 @@ export class SandboxControl {
   /** The sandbox Graph's per-mailbox limits from now on: requests in flight per app and mailbox, sends a minute per mailbox (null: none). */
   setMailboxLimits(limits: MailboxLimitsInput): Promise<MailboxLimits> {
     return this.call('PUT', '/graph/limits', limits);
+  }
+
+  /** Mail sent to these domains (not sandbox mailboxes) is delivered over LMTP from now on; null switches it off. */
+  setMailRelay(relay: MailRelayOptions | null): Promise<unknown> {
+    return relay === null ? this.call('DELETE', '/graph/relay') : this.call('PUT', '/graph/relay', relay);
   }
 
   /** What the sandbox Graph counted since it started: requests, sends, 429s, per mailbox too. */

@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { openLocalCa } from '../../tls/local-ca.js';
-import { graphBase, graphRoutes, type MailboxLimits } from '../graph/index.js';
+import { graphBase, graphRoutes, type MailboxLimits, type MailRelayOptions } from '../graph/index.js';
 import { adminConsentEndpoint } from './admin-consent-endpoint.js';
 import { authorizeEndpoint, logoutEndpoint } from './authorize-endpoint.js';
 import { DEFAULT_LIFETIMES, type SandboxContext, type SandboxLifetimes } from './context.js';
@@ -50,6 +50,12 @@ export interface SandboxIdentityOptions {
    * `sendsPerMinute` per mailbox (Exchange's 30); null switches one off. `control.setMailboxLimits` changes them later.
    */
   mailboxLimits?: Partial<MailboxLimits>;
+  /**
+   * Sent mail to recipients in these domains that are no sandbox mailbox is delivered over LMTP
+   * (the test Dovecot's), after the 202; failures are logged and counted in `graphStats`.
+   * `PUT /_sandbox/graph/relay` changes it later. Omitted: such mail only shows in Sent Items.
+   */
+  mailRelay?: MailRelayOptions;
   /** Where unexpected failures (a bug, a state file that cannot be written) are reported. */
   log?: (message: string, error: unknown) => void;
 }
@@ -162,7 +168,7 @@ export async function startSandboxIdentity(options: SandboxIdentityOptions): Pro
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/token'), handler: tokenEndpoint(context, faults) },
     { method: 'POST', path: tenantPath('/oauth2/v2\\.0/devicecode'), handler: deviceCodeEndpoint(context) },
     ...controlRoutes(context, faults),
-    ...graphRoutes({ context, faults: faults.graph, signingKey, mailboxLimits: options.mailboxLimits }),
+    ...graphRoutes({ context, faults: faults.graph, signingKey, mailboxLimits: options.mailboxLimits, mailRelay: options.mailRelay, log }),
   ];
   const onError = (error: unknown) => {
     log('a request failed', error);
