@@ -21,7 +21,6 @@ import { PayloadStore } from './store/payload-store.js';
 import { QueuePublisher } from './store/queue-publisher.js';
 import { createRepositories, keys, type Repositories } from './store/repositories.js';
 import { createStorageClients, type StorageClients } from './store/storage-clients.js';
-import { CONTAINERS } from './store/storage-layout.js';
 import { createLogger, invocationLogger, jsonLineSink, type InvocationLogTarget, type LogFields, type Logger } from './telemetry/logger.js';
 import { TtlCache } from './ttl-cache.js';
 import { loadAppCredential, type AppCredential } from './identity/app-credentials.js';
@@ -48,6 +47,16 @@ import { randomUUID } from 'node:crypto';
 import { ConnectFlow } from './connect/connect-flow.js';
 import { ConnectResults } from './connect/connect-results.js';
 import { connectionExchangeSetup } from './connect/connection-exchange-setup.js';
+import { OutboxContent, UPLOAD_TTL_MS } from './sending/outbox-content.js';
+import { submitMessage, type SendJob } from './sending/submit-message.js';
+import { sendMessage, type SendOutcome } from './sending/send-message.js';
+import { SendGovernor } from './sending/send-governor.js';
+import { CONTAINERS, QUEUES } from './store/storage-layout.js';
+import { newId } from './domain/ids.js';
+import { graphSender } from './mail/graph-sender.js';
+import { smtpSender, type PooledMailSender } from './mail/smtp-sender.js';
+import type { MailSender } from './mail/mail-transport.js';
+import { DEFAULT_GOVERNOR_LIMITS } from './domain/send-governor.js';
 
 /**
  * Builds the connector's dependencies from configuration, once per process. This is the only
@@ -72,6 +81,8 @@ export interface Services {
   deliverEvent(message: DeliveryMessage): Promise<DeliveryResult>;
   /** The connect flow and what it needs; undefined until an app registration is configured (ENTRA_CLIENT_ID). */
   identity: IdentityServices | undefined;
+  /** The send-mail queue's work; undefined until an app registration is configured. */
+  sendMessage: ((job: SendJob) => Promise<SendOutcome>) | undefined;
 }
 
 export interface IdentityServices {
@@ -156,6 +167,13 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
   const logger = createLogger({ level: config.logLevel, sink: jsonLineSink });
   const metrics = logMetrics(logger);
+  const outboxContent = new OutboxContent(
+    new PayloadStore(storage.blobService, CONTAINERS.outbox),
+    new PayloadStore(storage.blobService, CONTAINERS.uploads),
+  );
+  const enqueueSend = async (job: SendJob, delaySeconds: number) => {
+    await queues.publish(QUEUES.sendMail, job, { delaySeconds });
+  };
   const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, queues, logger, metrics, now, recordEvent: record });
   const verifier = createVendorTokenVerifier({
     findIssuer: (issuer) => issuerCache.get(issuer, async () => (await repositories.jwtIssuers.get(keys.jwtIssuer(issuer)))?.value),
@@ -225,6 +243,30 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
             connection,
             options,
           )),
+      sending: {
+        submit: (connection, request, idempotencyKey) =>
+          submitMessage(
+            {
+              outbox: repositories.outbox,
+              idempotencyKeys: repositories.idempotencyKeys,
+              mailboxes: (c) => listMailboxes({ mailboxes: repositories.mailboxes }, c),
+              content: outboxContent,
+              enqueue: enqueueSend,
+              maxMessageBytes: config.sending.maxMessageBytes,
+              retryWindowMs: config.sending.retryWindowMs,
+              now,
+            },
+            connection,
+            request,
+            idempotencyKey,
+          ),
+        async upload(connection, bytes, contentType) {
+          const created = now();
+          const id = newId('att', created.getTime());
+          await outboxContent.putUpload(connection.customerId, connection.id, { id, bytes, contentType });
+          return { id, size: bytes.length, contentType, expiresAt: new Date(created.getTime() + UPLOAD_TTL_MS).toISOString() };
+        },
+      },
       appProblem: (appId) =>
         appProblemCache.get(appId, async () => {
           const broken = identity && (await identity.apps.get(appId))?.misconfigured;
@@ -246,6 +288,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
       },
     },
     identity,
+    sendMessage: identity && buildSending({ config, repositories, identity, content: outboxContent, enqueue: enqueueSend, recordEvent: record, logger, metrics, now }),
     recordEvent: record,
     deliverEvent: (message) =>
       deliverEvent(
@@ -372,6 +415,56 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
       }),
     vendorName: identity.vendorName,
   };
+}
+
+interface SendingBuildDeps {
+  config: Config;
+  repositories: Repositories;
+  identity: IdentityServices;
+  content: OutboxContent;
+  enqueue: (job: SendJob, delaySeconds: number) => Promise<void>;
+  recordEvent: (event: NewEvent) => Promise<unknown>;
+  logger: Logger;
+  metrics: Metrics;
+  now: () => Date;
+}
+
+function buildSending(deps: SendingBuildDeps): (job: SendJob) => Promise<SendOutcome> {
+  const { identity, repositories } = deps;
+  const governor = new SendGovernor({
+    state: repositories.sendGovernor,
+    limits: { ...DEFAULT_GOVERNOR_LIMITS, perMinute: deps.config.sending.perMinute, concurrent: deps.config.sending.concurrent },
+    now: deps.now,
+  });
+  // One sender per app registration: each has its cloud's hosts, and SMTP pools its connections.
+  const senders = new Map<string, { graph: MailSender; smtp: PooledMailSender }>();
+  const sendersOf = (appId: string) => {
+    let pair = senders.get(appId);
+    if (!pair) {
+      const cloud = identity.msal.app(appId).cloud;
+      pair = { graph: graphSender({ graphUrl: cloud.graphUrl }), smtp: smtpSender({ smtp: cloud.smtp, imap: cloud.imap }) };
+      senders.set(appId, pair);
+    }
+    return pair;
+  };
+  return (job) =>
+    sendMessage(
+      {
+        outbox: repositories.outbox,
+        connections: repositories.connections,
+        mailboxes: repositories.mailboxes,
+        content: deps.content,
+        tokens: identity.accessTokens,
+        senders: (connection) => sendersOf(connection.appId),
+        governor,
+        enqueue: deps.enqueue,
+        recordEvent: deps.recordEvent,
+        logger: deps.logger,
+        metrics: deps.metrics,
+        now: deps.now,
+      },
+      job,
+    );
 }
 
 const lazyProbes: Probes = {

@@ -42,9 +42,30 @@ export interface Config {
   webhookRetryScheduleMs: readonly number[];
   /** The vendor's Entra app registrations and the connect flow; absent when no app is configured. */
   identity: IdentityConfig | undefined;
+  sending: SendingConfig;
   /** True inside Azure App Service / Functions (see isRunningInAzure). */
   runningInAzure: boolean;
 }
+
+/** Outbound mail: Microsoft's per-mailbox limits as the connector keeps them, and how long a message is tried. */
+export interface SendingConfig {
+  /** Messages per mailbox in any 60 seconds (Exchange Online: 30). */
+  perMinute: number;
+  /** Requests in flight per mailbox (Graph's Outlook limit: 4). */
+  concurrent: number;
+  /** The largest message as sent (Exchange Online's default: 35 MB). */
+  maxMessageBytes: number;
+  /** How long a message is retried before it fails. */
+  retryWindowMs: number;
+}
+
+const positiveIntegerUpTo = (max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number from 1 to ${String(max)}`)
+    .transform(Number)
+    .pipe(z.number().int().min(1, `must be a whole number from 1 to ${String(max)}`).max(max, `must be a whole number from 1 to ${String(max)}`));
 
 export type AppCredentialConfig =
   /** A client secret, kept in the secret store under this name. */
@@ -218,6 +239,10 @@ const envSchema = z.object({
   ),
   VENDOR_NAME: setting(z.string().trim().max(100)),
   CONSENT_LINK_TTL: setting(durationBetween(60_000, 30 * 86_400_000, 'must be a duration from 1m to 30d, such as 7d')),
+  SEND_RATE_PER_MINUTE: setting(positiveIntegerUpTo(1000)),
+  SEND_CONCURRENCY: setting(positiveIntegerUpTo(16)),
+  MAX_MESSAGE_MB: setting(positiveIntegerUpTo(150)),
+  SEND_RETRY_WINDOW: setting(durationBetween(60_000, 7 * 86_400_000, 'must be a duration from 1m to 7d, such as 24h')),
   CONNECTION_DEGRADED_AFTER: setting(durationBetween(3_600_000, 30 * 86_400_000, 'must be a duration from 1h to 30d, such as 72h')),
   ENTRA_CREDENTIAL_EXPIRES_AT: setting(
     z
@@ -291,6 +316,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     runningInAzure,
     allowPrivateNetworkUrls,
     webhookRetryScheduleMs: values.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_WEBHOOK_RETRY_SCHEDULE_MS,
+    sending: {
+      perMinute: values.SEND_RATE_PER_MINUTE ?? 30,
+      concurrent: values.SEND_CONCURRENCY ?? 4,
+      maxMessageBytes: (values.MAX_MESSAGE_MB ?? 35) * 1024 * 1024,
+      retryWindowMs: values.SEND_RETRY_WINDOW ?? 24 * 3_600_000,
+    },
   };
 }
 

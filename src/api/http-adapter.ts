@@ -31,11 +31,18 @@ export function apiHttpHandler<S>(route: ApiRoute<S>, runtime: () => Promise<Api
       // Who is calling comes first: a caller without valid credentials learns nothing about bodies.
       const principal = route.authenticated ? await authenticate(request.headers) : undefined;
       if (principal) logger = logger.child({ caller: principal.credential });
+      const declaredHeaders = route.headers ? Object.keys((route.headers as { shape?: Record<string, unknown> }).shape ?? {}) : [];
       const raw: RawRequest = {
         params: { ...request.params },
         query: Object.fromEntries([...new Set(request.query.keys())].map((key) => [key, request.query.get(key) ?? ''])),
-        body: await readJsonBody(request),
+        headers: Object.fromEntries(declaredHeaders.flatMap((name) => {
+          const value = request.headers.get(name);
+          return value === null ? [] : [[name, value]];
+        })),
+        body: undefined,
       };
+      if (route.upload) raw.bytes = await readBody(request, route.upload.maxBytes);
+      else raw.body = await readJsonBody(request, route.maxBodyBytes ?? MAX_BODY_BYTES);
       const result = await route.execute(raw, principal, services);
       return {
         status: result.status,
@@ -55,12 +62,17 @@ export function apiHttpHandler<S>(route: ApiRoute<S>, runtime: () => Promise<Api
   };
 }
 
-async function readJsonBody(request: HttpRequest): Promise<unknown> {
+async function readBody(request: HttpRequest, limit: number): Promise<Buffer> {
   const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > MAX_BODY_BYTES) throw tooLarge();
+  if (declared > limit) throw tooLarge(limit);
   const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > limit) throw tooLarge(limit);
+  return bytes;
+}
+
+async function readJsonBody(request: HttpRequest, limit: number): Promise<unknown> {
+  const bytes = await readBody(request, limit);
   if (bytes.length === 0) return undefined;
-  if (bytes.length > MAX_BODY_BYTES) throw tooLarge();
   const type = request.headers.get('content-type') ?? '';
   if (!/^application\/([a-z.+-]+\+)?json\s*(;|$)/i.test(type)) {
     throw new ProblemError('unsupported-media-type', 'Send the body as JSON with "Content-Type: application/json".');
@@ -72,8 +84,8 @@ async function readJsonBody(request: HttpRequest): Promise<unknown> {
   }
 }
 
-function tooLarge(): ProblemError {
-  return new ProblemError('payload-too-large', `The body is larger than ${MAX_BODY_BYTES} bytes.`);
+function tooLarge(limit: number): ProblemError {
+  return new ProblemError('payload-too-large', `The body is larger than ${String(limit)} bytes.`);
 }
 
 function toProblem(error: unknown, requestId: string): ProblemError {

@@ -52,6 +52,7 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks
     const parameters = [
       ...parametersOf(route.params, 'path', convert),
       ...parametersOf(route.query, 'query', convert),
+      ...parametersOf(route.headers, 'header', convert),
     ];
     const responses: Record<string, unknown> = {};
     for (const response of route.responses) {
@@ -78,6 +79,13 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks
       ...(parameters.length > 0 && { parameters }),
       ...(route.body && {
         requestBody: { required: !route.body.safeParse(undefined).success, content: { 'application/json': { schema: convert(route.body, 'input') } } },
+      }),
+      ...(route.upload && {
+        requestBody: {
+          required: true,
+          description: route.upload.description,
+          content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream', maxLength: route.upload.maxBytes } } },
+        },
       }),
       responses,
       security: route.authenticated ? [{ apiKey: [] }, { apiKeyHeader: [] }, { signedToken: [] }] : [],
@@ -133,7 +141,7 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks
 
 function parametersOf(
   schema: z.ZodType | undefined,
-  where: 'path' | 'query',
+  where: 'path' | 'query' | 'header',
   convert: (schema: z.ZodType, io: 'input' | 'output') => JsonSchema,
 ): unknown[] {
   if (!schema) return [];

@@ -83,7 +83,7 @@ export function invalidTags(detail: string, issues: readonly z.core.$ZodIssue[])
 }
 
 /** Field errors from zod issues, under a part of the request (body, query, params). */
-export function fieldErrors(part: 'body' | 'query' | 'params', issues: readonly z.core.$ZodIssue[]): FieldError[] {
+export function fieldErrors(part: 'body' | 'query' | 'params' | 'headers', issues: readonly z.core.$ZodIssue[]): FieldError[] {
   return issues.map((issue) => ({
     pointer: `/${[part, ...issue.path.map((p) => String(p).replace(/~/g, '~0').replace(/\//g, '~1'))].join('/')}`,
     detail: issue.message,

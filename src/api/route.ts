@@ -30,11 +30,21 @@ export interface ApiResult {
 export interface RawRequest {
   params: Record<string, string>;
   query: Record<string, string>;
+  /** Request headers, names in lower case (only those a route declares are read). */
+  headers: Record<string, string>;
   /** Parsed JSON, or undefined when the request had no body. */
   body: unknown;
+  /** The body as it came, for routes that take a file (`upload`). */
+  bytes?: Buffer;
 }
 
-interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType, S> {
+/** A route that takes a file as its body rather than JSON. */
+export interface UploadSpec {
+  maxBytes: number;
+  description: string;
+}
+
+interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType, H extends z.ZodType, S> {
   /** The Functions function name; also the OpenAPI operationId. */
   name: string;
   method: HttpMethod;
@@ -48,8 +58,21 @@ interface RouteSpec<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodTyp
   params?: P;
   query?: Q;
   body?: B;
+  /** Request headers the route reads (lower-case names), validated like the query. */
+  headers?: H;
+  /** The largest JSON body the route takes; MAX_BODY_BYTES (1 MB) when left out. */
+  maxBodyBytes?: number;
+  upload?: UploadSpec;
   responses: ResponseSpec[];
-  handle(input: { params: z.output<P>; query: z.output<Q>; body: z.output<B>; principal: Principal | undefined; services: S }): Promise<ApiResult>;
+  handle(input: {
+    params: z.output<P>;
+    query: z.output<Q>;
+    body: z.output<B>;
+    headers: z.output<H>;
+    bytes: Buffer | undefined;
+    principal: Principal | undefined;
+    services: S;
+  }): Promise<ApiResult>;
 }
 
 export interface ApiRoute<S> {
@@ -63,6 +86,9 @@ export interface ApiRoute<S> {
   params: z.ZodType | undefined;
   query: z.ZodType | undefined;
   body: z.ZodType | undefined;
+  headers: z.ZodType | undefined;
+  maxBodyBytes: number | undefined;
+  upload: UploadSpec | undefined;
   responses: ResponseSpec[];
   execute(request: RawRequest, principal: Principal | undefined, services: S): Promise<ApiResult>;
 }
@@ -70,8 +96,8 @@ export interface ApiRoute<S> {
 const empty = z.object({});
 
 export function defineRoute<S>() {
-  return <P extends z.ZodType = typeof empty, Q extends z.ZodType = typeof empty, B extends z.ZodType = z.ZodUndefined>(
-    spec: RouteSpec<P, Q, B, S>,
+  return <P extends z.ZodType = typeof empty, Q extends z.ZodType = typeof empty, B extends z.ZodType = z.ZodUndefined, H extends z.ZodType = typeof empty>(
+    spec: RouteSpec<P, Q, B, H, S>,
   ): ApiRoute<S> => ({
     name: spec.name,
     method: spec.method,
@@ -83,11 +109,14 @@ export function defineRoute<S>() {
     params: spec.params,
     query: spec.query,
     body: spec.body,
+    headers: spec.headers,
+    maxBodyBytes: spec.maxBodyBytes,
+    upload: spec.upload,
     // Every operation can meet these; documenting them keeps the contract honest. A status the route
     // documents itself (health's 503) keeps the route's description.
     responses: [
       ...spec.responses,
-      ...problems(...[...(spec.body ? [413, 415] : []), 500, 503].filter((status) => !spec.responses.some((r) => r.status === status))),
+      ...problems(...[...(spec.body || spec.upload ? [413, 415] : []), 500, 503].filter((status) => !spec.responses.some((r) => r.status === status))),
     ],
     async execute(request, principal, services) {
       // Scope first: a customer outside the caller's scope is "not found", whatever else is wrong.
@@ -97,25 +126,27 @@ export function defineRoute<S>() {
       }
       const params = parse('params', spec.params ?? empty, request.params) as z.output<P>;
       const query = parse('query', spec.query ?? empty, request.query) as z.output<Q>;
+      const headers = parse('headers', spec.headers ?? empty, request.headers) as z.output<H>;
       // A body schema that accepts undefined makes the body optional.
       if (spec.body && request.body === undefined && !spec.body.safeParse(undefined).success) {
         throw new ProblemError('validation-error', 'This operation needs a JSON body.', { errors: [{ pointer: '/body', detail: 'missing' }] });
       }
-      if (!spec.body && request.body !== undefined) {
+      if (!spec.body && !spec.upload && request.body !== undefined) {
         throw new ProblemError('validation-error', 'This operation takes no body.', { errors: [{ pointer: '/body', detail: 'not expected' }] });
       }
       const body = (spec.body ? parse('body', spec.body, request.body) : undefined) as z.output<B>;
-      return spec.handle({ params, query, body, principal, services });
+      return spec.handle({ params, query, body, headers, bytes: request.bytes, principal, services });
     },
   });
 }
 
-function parse(part: 'params' | 'query' | 'body', schema: z.ZodType, value: unknown): unknown {
+function parse(part: 'params' | 'query' | 'body' | 'headers', schema: z.ZodType, value: unknown): unknown {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   // An id that cannot exist is simply not found; the caller learns nothing about others' ids.
   if (part === 'params') throw notFound('The resource');
-  throw new ProblemError('validation-error', `The request ${part === 'body' ? 'body' : 'query string'} is not valid; see "errors".`, {
+  const what = { body: 'request body is', query: 'request query string is', headers: 'request headers are' }[part];
+  throw new ProblemError('validation-error', `The ${what} not valid; see "errors".`, {
     errors: fieldErrors(part, result.error.issues),
   });
 }

@@ -8,6 +8,7 @@ import type { HealthReport } from '../health/check-health.js';
 import type { CheckOptions } from '../connectivity/check-connection.js';
 import type { ConnectionCheck } from '../domain/connection-check.js';
 import type { Repositories } from '../store/repositories.js';
+import type { MessageRequest, OutboundMessage } from '../domain/outbound-message.js';
 
 /**
  * Makes the link a customer's user or admin opens to connect a pending connection. The connect
@@ -50,5 +51,10 @@ export interface ApiServices {
   checkConnection: ((connection: Connection, options: CheckOptions) => Promise<ConnectionCheck>) | undefined;
   /** What is wrong with an app registration as a whole (its credential refused), if anything; cached briefly. */
   appProblem(appId: string): Promise<AppProblem | undefined>;
+  sending: {
+    /** Checks, keeps and queues a message; `created: false` for a repeat of an Idempotency-Key. Throws MessageRejectedError. */
+    submit(connection: Connection, request: MessageRequest, idempotencyKey: string | undefined): Promise<{ message: OutboundMessage; created: boolean }>;
+    upload(connection: Connection, bytes: Buffer, contentType: string): Promise<{ id: string; size: number; contentType: string; expiresAt: string }>;
+  };
   now(): Date;
 }

@@ -15,6 +15,9 @@ export const EVENT_TYPES = [
   'app.misconfigured',
   'app.recovered',
   'app.credential_expiring',
+  'message.sent',
+  'message.deferred',
+  'message.failed',
 ] as const;
 
 /**

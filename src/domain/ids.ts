@@ -6,7 +6,7 @@ import { monotonicFactory } from 'ulid';
  * can be turned into a row-key bound ("events since 10:00").
  */
 
-export type IdPrefix = 'con' | 'evt' | 'mbx' | 'whk';
+export type IdPrefix = 'con' | 'evt' | 'mbx' | 'whk' | 'msg' | 'att';
 
 const ulid = monotonicFactory();
 
@@ -36,6 +36,8 @@ export const ID_PATTERN: Record<IdPrefix, RegExp> = {
   evt: /^evt_[0-9A-HJKMNP-TV-Z]{26}$/,
   mbx: /^mbx_[0-9A-HJKMNP-TV-Z]{26}$/,
   whk: /^whk_[0-9A-HJKMNP-TV-Z]{26}$/,
+  msg: /^msg_[0-9A-HJKMNP-TV-Z]{26}$/,
+  att: /^att_[0-9A-HJKMNP-TV-Z]{26}$/,
 };
 
 /**
@@ -43,3 +45,12 @@ export const ID_PATTERN: Record<IdPrefix, RegExp> = {
  * at most 128 characters: safe in URLs, Table Storage keys and secret names alike.
  */
 export const CUSTOMER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** When an id the connector made was made (epoch milliseconds), or undefined for anything else. */
+export function idTime(id: string): number | undefined {
+  const match = /^[a-z]{3}_([0-9A-HJKMNP-TV-Z]{10})[0-9A-HJKMNP-TV-Z]{16}$/.exec(id);
+  if (!match?.[1]) return undefined;
+  let ms = 0;
+  for (const char of match[1]) ms = ms * 32 + CROCKFORD.indexOf(char);
+  return ms;
+}

@@ -18,9 +18,11 @@ export interface DelegatedScopes {
 export function delegatedScopes(cloud: Cloud, transports: Transports): DelegatedScopes {
   const graph: string[] = [];
   const outlook: string[] = [];
-  if (transports.send === 'graph') graph.push('Mail.Send');
+  // Sending through Graph writes drafts for large attachments and reads Sent Items after a crash
+  // (Mail.ReadWrite); the Shared variants reach the shared mailboxes the user may send from.
+  if (transports.send === 'graph') graph.push('Mail.Send', 'Mail.Send.Shared', 'Mail.ReadWrite', 'Mail.ReadWrite.Shared');
   else outlook.push('SMTP.Send');
-  if (transports.receive === 'graph') graph.push('Mail.ReadWrite');
+  if (transports.receive === 'graph' && transports.send !== 'graph') graph.push('Mail.ReadWrite');
   else if (transports.receive === 'imap') outlook.push('IMAP.AccessAsUser.All');
   else if (transports.receive === 'pop3') outlook.push('POP.AccessAsUser.All');
   // The user's profile names the mailbox the connection starts with.
@@ -52,9 +54,10 @@ export function adminConsentScope(cloud: Cloud): string {
 export function requiredAppRoles(transports: Transports): Record<Resource, string[]> {
   const graph: string[] = [];
   const outlook: string[] = [];
-  if (transports.send === 'graph') graph.push('Mail.Send');
+  // Drafts for large attachments and the Sent Items check need Mail.ReadWrite besides Mail.Send.
+  if (transports.send === 'graph') graph.push('Mail.Send', 'Mail.ReadWrite');
   else outlook.push('SMTP.SendAsApp');
-  if (transports.receive === 'graph') graph.push('Mail.ReadWrite');
+  if (transports.receive === 'graph' && transports.send !== 'graph') graph.push('Mail.ReadWrite');
   else if (transports.receive === 'imap') outlook.push('IMAP.AccessAsApp');
   else if (transports.receive === 'pop3') outlook.push('POP.AccessAsApp');
   return { graph, outlook };

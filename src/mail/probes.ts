@@ -13,6 +13,7 @@ import {
   type ProbeStage,
 } from '../domain/connectivity.js';
 import { REDACTED, redactText } from '../telemetry/redact.js';
+import { errorFields, fetchErrorCode, type ErrorFields } from './error-fields.js';
 import { Pop3Client } from './pop3-client.js';
 
 /**
@@ -262,11 +263,6 @@ async function withinDeadline<T>(timeoutMs: number, work: () => Promise<T>, aban
   }
 }
 
-type ErrorFields = Record<string, unknown>;
-
-function errorFields(error: unknown): ErrorFields {
-  return typeof error === 'object' && error !== null ? (error as ErrorFields) : {};
-}
 
 function mailFailure(input: MailProbeInput, stage: ProbeStage, fields: ErrorFields, serverText: string | undefined): MailProbeFailure {
   // nodemailer keeps Node's own code (ECONNREFUSED) as originalCode under its own (ESOCKET).
@@ -308,13 +304,6 @@ function smtpStage(command: string | undefined, current: ProbeStage): ProbeStage
   return 'send';
 }
 
-/** The code of what kept fetch from getting an answer: undici puts Node's error under `cause`. */
-function fetchErrorCode(error: unknown): string | undefined {
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) return 'TimeoutError';
-  const cause = errorFields(errorFields(error).cause);
-  const code = typeof cause.code === 'string' ? cause.code : errorFields(error).code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 /** Entra puts `scp` in a user's token and only `roles` in an app-only one. */
 function modeOfToken(accessToken: string): ConnectionMode {

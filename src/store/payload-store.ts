@@ -19,8 +19,10 @@ export class PayloadStore {
     this.container = blobService.getContainerClient(containerName);
   }
 
-  async put(data: Buffer, options: { prefix?: string; contentType?: string } = {}): Promise<PayloadRef> {
-    const name = `${options.prefix ? `${options.prefix}/` : ''}${new Date().toISOString().slice(0, 10)}/${randomUUID()}`;
+  /** Stores `data` under a generated name (below `prefix`), or under `name` when the caller must find it again by its own id. */
+  async put(data: Buffer, options: { prefix?: string; name?: string; contentType?: string } = {}): Promise<PayloadRef> {
+    const name = options.name ?? `${options.prefix ? `${options.prefix}/` : ''}${new Date().toISOString().slice(0, 10)}/${randomUUID()}`;
+    if (name.includes('..')) throw new RangeError('A payload name cannot contain ".."');
     const blob = this.container.getBlockBlobClient(name);
     const upload = () =>
       blob.uploadData(data, { blobHTTPHeaders: { blobContentType: options.contentType ?? 'application/octet-stream' } });
@@ -37,6 +39,19 @@ export class PayloadStore {
   async get(ref: PayloadRef): Promise<Buffer> {
     this.assertOwn(ref);
     return this.container.getBlockBlobClient(ref.name).downloadToBuffer();
+  }
+
+  /** Size and type of a named payload, or undefined when there is none. */
+  async describe(name: string): Promise<{ ref: PayloadRef; contentType: string | undefined } | undefined> {
+    const ref: PayloadRef = { container: this.containerName, name, bytes: 0 };
+    this.assertOwn(ref);
+    try {
+      const properties = await this.container.getBlockBlobClient(name).getProperties();
+      return { ref: { ...ref, bytes: properties.contentLength ?? 0 }, contentType: properties.contentType };
+    } catch (error) {
+      if (error instanceof RestError && error.statusCode === 404) return undefined;
+      throw error;
+    }
   }
 
   /** Removes the payload; succeeds when it is already gone, so callers can retry freely. */

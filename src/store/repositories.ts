@@ -1,4 +1,3 @@
-import type { z } from 'zod';
 import { apiKeyRecordSchema, jwtIssuerSchema, type ApiKeyRecord, type JwtIssuer } from '../domain/access.js';
 import { connectionSchema, type Connection } from '../domain/connection.js';
 import { customerSchema, type Customer } from '../domain/customer.js';
@@ -9,6 +8,9 @@ import { signInStateSchema, type SignInState } from '../domain/sign-in-state.js'
 import { connectionHealthSchema, type ConnectionHealth } from '../domain/connection-health.js';
 import { appHealthSchema, type AppHealth } from '../domain/app-health.js';
 import { connectResultSchema, type ConnectResult } from '../connect/connect-results.js';
+import { outboundMessageSchema, type OutboundMessage } from '../domain/outbound-message.js';
+import { governorStateSchema, type GovernorState } from '../domain/send-governor.js';
+import { z } from 'zod';
 import type { StorageClients } from './storage-clients.js';
 import { TABLES } from './storage-layout.js';
 import { TableRepository, type EntityKey } from './table-repository.js';
@@ -31,7 +33,14 @@ export interface Repositories {
   connectResults: TableRepository<ConnectResult>;
   connectionHealth: TableRepository<ConnectionHealth>;
   appHealth: TableRepository<AppHealth>;
+  outbox: TableRepository<OutboundMessage>;
+  idempotencyKeys: TableRepository<IdempotencyRecord>;
+  sendGovernor: TableRepository<GovernorState>;
 }
+
+/** What an Idempotency-Key stands for: the message it created and the request that created it. */
+export const idempotencyRecordSchema = z.object({ messageId: z.string(), requestHash: z.string(), createdAt: z.iso.datetime() });
+export type IdempotencyRecord = z.infer<typeof idempotencyRecordSchema>;
 
 export function createRepositories(storage: StorageClients): Repositories {
   const repo = <T extends Record<string, unknown>>(table: string, schema: z.ZodType<T>, json: (keyof T & string)[]) =>
@@ -48,6 +57,9 @@ export function createRepositories(storage: StorageClients): Repositories {
     connectResults: repo(TABLES.connectResults, connectResultSchema, ['outcome']),
     connectionHealth: repo(TABLES.connectionHealth, connectionHealthSchema, ['lease', 'lastFailure']),
     appHealth: repo(TABLES.appHealth, appHealthSchema, ['misconfigured', 'credential', 'lastEvent']),
+    outbox: repo(TABLES.outbox, outboundMessageSchema, ['content', 'attempts', 'lastError', 'lastEvent']),
+    idempotencyKeys: repo(TABLES.idempotencyKeys, idempotencyRecordSchema, []),
+    sendGovernor: repo(TABLES.sendGovernor, governorStateSchema, ['sends', 'slots']),
   };
 }
 
@@ -72,4 +84,9 @@ export const keys = {
   connectionHealth: (customerId: string, connectionId: string): EntityKey => ({ partitionKey: customerId, rowKey: connectionId }),
   appHealth: (clientId: string): EntityKey => ({ partitionKey: 'app', rowKey: clientId.toLowerCase() }),
   appHealthPartition: 'app',
+  outboundMessage: (customerId: string, messageId: string): EntityKey => ({ partitionKey: customerId, rowKey: messageId }),
+  /** The key itself is the vendor's and may hold anything; its hash is what is kept. */
+  idempotencyKey: (customerId: string, connectionId: string, keyHash: string): EntityKey => ({ partitionKey: customerId, rowKey: `${connectionId}.${keyHash}` }),
+  /** One row per mailbox: Microsoft's limits are the mailbox's, whichever connection sends. */
+  sendGovernor: (address: string): EntityKey => ({ partitionKey: Buffer.from(address.toLowerCase(), 'utf8').toString('base64url'), rowKey: 'limits' }),
 };

@@ -14,6 +14,9 @@ export const TABLES = {
   connectResults: 'connectresults',
   connectionHealth: 'connectionhealth',
   appHealth: 'apphealth',
+  outbox: 'outbox',
+  idempotencyKeys: 'idempotencykeys',
+  sendGovernor: 'sendgovernor',
 } as const;
 
 export const QUEUES = {
@@ -23,11 +26,17 @@ export const QUEUES = {
   refreshConnection: 'refresh-connection',
   /** One message per page of due connections still to be enqueued (the timer's fan-out, continued). */
   refreshScan: 'refresh-scan',
+  /** One message per outbound message to send (or to look at again: retries, scheduled sends). */
+  sendMail: 'send-mail',
 } as const;
 
 export const CONTAINERS = {
   /** Payloads too large for a queue message (see QueuePublisher). */
   payloads: 'payloads',
+  /** Outbound messages' content and attachments, until they are sent or failed. */
+  outbox: 'outbox',
+  /** Attachments uploaded on their own (POST …/attachments), for 24 hours. */
+  uploads: 'uploads',
 } as const;
 
 export interface StorageLayout {

@@ -32,6 +32,8 @@ const DELEGATED_PERMISSIONS = [
   'https://graph.microsoft.com/User.Read',
   'https://graph.microsoft.com/Mail.Send',
   'https://graph.microsoft.com/Mail.ReadWrite',
+  'https://graph.microsoft.com/Mail.Send.Shared',
+  'https://graph.microsoft.com/Mail.ReadWrite.Shared',
   'https://outlook.office.com/IMAP.AccessAsUser.All',
   'https://outlook.office.com/POP.AccessAsUser.All',
   'https://outlook.office.com/SMTP.Send',

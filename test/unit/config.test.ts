@@ -23,6 +23,7 @@ describe('loadConfig', () => {
       runningInAzure: false,
       allowPrivateNetworkUrls: false,
       webhookRetryScheduleMs: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
+      sending: { perMinute: 30, concurrent: 4, maxMessageBytes: 35 * 1024 * 1024, retryWindowMs: 24 * 3_600_000 },
     });
   });
 

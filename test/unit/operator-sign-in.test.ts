@@ -41,11 +41,29 @@ describe('operator sign-in', () => {
     expect(signInTarget(msal, connection)).toEqual({
       tenant: 'organizations',
       scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All'],
-      other: { resource: 'graph', scopes: ['https://graph.microsoft.com/Mail.Send', 'https://graph.microsoft.com/User.Read'] },
+      other: {
+        resource: 'graph',
+        scopes: [
+          'https://graph.microsoft.com/Mail.Send',
+          'https://graph.microsoft.com/Mail.Send.Shared',
+          'https://graph.microsoft.com/Mail.ReadWrite',
+          'https://graph.microsoft.com/Mail.ReadWrite.Shared',
+          'https://graph.microsoft.com/User.Read',
+        ],
+      },
     });
     const tenantId = '99999999-8888-4777-8666-555555555555';
     const graphOnly = signInTarget(msal, { ...connection, tenantId, transports: { send: 'graph', receive: 'graph' } });
-    expect(graphOnly).toEqual({ tenant: tenantId, scopes: ['https://graph.microsoft.com/Mail.Send', 'https://graph.microsoft.com/Mail.ReadWrite', 'https://graph.microsoft.com/User.Read'] });
+    expect(graphOnly).toEqual({
+      tenant: tenantId,
+      scopes: [
+        'https://graph.microsoft.com/Mail.Send',
+        'https://graph.microsoft.com/Mail.Send.Shared',
+        'https://graph.microsoft.com/Mail.ReadWrite',
+        'https://graph.microsoft.com/Mail.ReadWrite.Shared',
+        'https://graph.microsoft.com/User.Read',
+      ],
+    });
   });
 
   it('takes delegated connections that are not disconnected', () => {

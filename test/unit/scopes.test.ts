@@ -8,7 +8,16 @@ describe('delegated scopes', () => {
   it('asks Graph for Graph mail, with the profile that names the first mailbox', () => {
     expect(delegatedScopes(global, { send: 'graph', receive: 'graph' })).toEqual({
       primary: 'graph',
-      byResource: { graph: ['https://graph.microsoft.com/Mail.Send', 'https://graph.microsoft.com/Mail.ReadWrite', 'https://graph.microsoft.com/User.Read'] },
+      // Mail.ReadWrite for drafts (large attachments) and the Sent Items check; Shared for shared mailboxes.
+      byResource: {
+        graph: [
+          'https://graph.microsoft.com/Mail.Send',
+          'https://graph.microsoft.com/Mail.Send.Shared',
+          'https://graph.microsoft.com/Mail.ReadWrite',
+          'https://graph.microsoft.com/Mail.ReadWrite.Shared',
+          'https://graph.microsoft.com/User.Read',
+        ],
+      },
     });
   });
 
@@ -48,7 +57,9 @@ describe('the app registration', () => {
     expect(appRegistrationPermissions(global)).toEqual({
       delegated: [
         'https://graph.microsoft.com/Mail.ReadWrite',
+        'https://graph.microsoft.com/Mail.ReadWrite.Shared',
         'https://graph.microsoft.com/Mail.Send',
+        'https://graph.microsoft.com/Mail.Send.Shared',
         'https://graph.microsoft.com/User.Read',
         'https://outlook.office.com/IMAP.AccessAsUser.All',
         'https://outlook.office.com/POP.AccessAsUser.All',

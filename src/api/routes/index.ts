@@ -6,6 +6,7 @@ import { connectionRoutes } from './connections.js';
 import { customerRoutes } from './customers.js';
 import { eventRoutes } from './events.js';
 import { healthRoute } from './health.js';
+import { messageRoutes } from './messages.js';
 
 const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
   'connection.created': 'A connection was created (data.connection).',
@@ -16,6 +17,11 @@ const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
   'app.recovered': 'An app registration works again (data.appId).',
   'app.credential_expiring':
     'An app registration\'s secret or certificate expires soon: from 30 days before, again from 7 days, and once expired (data.appId, data.level, data.expiresAt, data.daysLeft).',
+  'message.sent':
+    'Microsoft accepted a message (data.messageId, data.internetMessageId, data.mailbox, data.attempts). Accepted is not delivered: a bounce comes to the mailbox later.',
+  'message.deferred':
+    'An attempt to send did not succeed and the message will be tried again (data.reason: class, code, message, nextStep; data.nextAttemptAt).',
+  'message.failed': 'A message will not be sent (data.reason: class, code, message, nextStep).',
 };
 
 /** The contract version of the v1 API, as the OpenAPI document states it. */
@@ -42,4 +48,4 @@ const openApiRoute: ApiRoute<ApiServices> = defineRoute<ApiServices>()({
 });
 
 /** Every HTTP operation of the connector, each registered as one function. */
-export const apiRoutes: readonly ApiRoute<ApiServices>[] = [healthRoute, openApiRoute, ...customerRoutes, ...connectionRoutes, ...eventRoutes];
+export const apiRoutes: readonly ApiRoute<ApiServices>[] = [healthRoute, openApiRoute, ...customerRoutes, ...connectionRoutes, ...messageRoutes, ...eventRoutes];

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+
+/**
+ * Microsoft's per-mailbox limits, kept by the connector before Microsoft has to enforce them
+ * (microsoft.md §6.1, §6.3): at most `concurrent` requests in flight for a mailbox, and at most
+ * `perMinute` messages submitted in any 60 seconds. The state is one small row per mailbox that
+ * every instance updates with optimistic concurrency, so the limits hold across instances.
+ *
+ * Sends are booked in order: a message that may not go now gets the earliest time it may, and that
+ * time is booked for it, so messages queued together go out one after another at the allowed rate
+ * instead of all waking at once. A booking counts when it is made, whether or not the send then
+ * succeeds, which errs on the side of sending too slowly.
+ */
+
+export interface GovernorLimits {
+  concurrent: number;
+  perMinute: number;
+  /** Added to the 60-second window: a booked send may start a little late (queue polling), and Microsoft counts from when the request arrives. */
+  marginMs: number;
+}
+
+export const DEFAULT_GOVERNOR_LIMITS: GovernorLimits = { concurrent: 4, perMinute: 30, marginMs: 2_500 };
+export const RATE_WINDOW_MS = 60_000;
+/** A slot a worker never gave back (it crashed) frees itself after this. */
+export const SLOT_HOLD_MS = 120_000;
+
+export const governorStateSchema = z.object({
+  /** Booked sends, oldest first: id and epoch milliseconds. */
+  sends: z.array(z.object({ id: z.string(), at: z.number() })),
+  /** Requests in flight: id and until when the slot is held. */
+  slots: z.array(z.object({ id: z.string(), until: z.number() })),
+  /** Microsoft said to wait until then (429/503 Retry-After, or an SMTP throttling reply). */
+  blockedUntil: z.number().optional(),
+});
+export type GovernorState = z.infer<typeof governorStateSchema>;
+
+export const EMPTY_GOVERNOR_STATE: GovernorState = { sends: [], slots: [] };
+
+function pruned(state: GovernorState, now: number, limits: GovernorLimits): GovernorState {
+  const horizon = now - RATE_WINDOW_MS - limits.marginMs;
+  return {
+    sends: state.sends.filter((send) => send.at > horizon),
+    slots: state.slots.filter((slot) => slot.until > now),
+    ...(state.blockedUntil !== undefined && state.blockedUntil > now && { blockedUntil: state.blockedUntil }),
+  };
+}
+
+/** The earliest time a send booked now may go: after every earlier booking, and with the window's count below the limit. */
+function earliestSend(state: GovernorState, now: number, limits: GovernorLimits): number {
+  const last = state.sends.at(-1)?.at ?? 0;
+  const limiting = state.sends.length >= limits.perMinute ? (state.sends[state.sends.length - limits.perMinute]?.at ?? 0) + RATE_WINDOW_MS + limits.marginMs : 0;
+  return Math.max(now, last, limiting, state.blockedUntil ?? 0);
+}
+
+export type BookingResult = { state: GovernorState; at: number };
+
+/** Books the next send for `id` (the same id again keeps its booking). */
+export function bookSend(current: GovernorState, id: string, now: number, limits: GovernorLimits): BookingResult {
+  const state = pruned(current, now, limits);
+  const existing = state.sends.find((send) => send.id === id);
+  if (existing) return { state, at: existing.at };
+  const at = earliestSend(state, now, limits);
+  return { state: { ...state, sends: [...state.sends, { id, at }] }, at };
+}
+
+/**
+ * `blocked`: Microsoft asked the mailbox to wait until `retryAt`. `busy`: every slot is taken;
+ * `retryAt` is when the oldest would free itself if its worker died, though slots are normally
+ * given back within a second.
+ */
+export type SlotResult =
+  | { state: GovernorState; granted: true }
+  | { state: GovernorState; granted: false; reason: 'blocked' | 'busy'; retryAt: number };
+
+/**
+ * A request slot for a message whose booked time has come. The booking moves to now when the
+ * message starts later than booked, so the window counts when it really went.
+ */
+export function takeSlot(current: GovernorState, id: string, now: number, limits: GovernorLimits, holdMs = SLOT_HOLD_MS): SlotResult {
+  const state = pruned(current, now, limits);
+  if (state.blockedUntil !== undefined) return { state, granted: false, reason: 'blocked', retryAt: state.blockedUntil };
+  const others = state.slots.filter((slot) => slot.id !== id);
+  if (others.length >= limits.concurrent) {
+    return { state, granted: false, reason: 'busy', retryAt: Math.min(...others.map((slot) => slot.until)) };
+  }
+  const sends = state.sends.map((send) => (send.id === id && send.at < now ? { id, at: now } : send)).sort((a, b) => a.at - b.at);
+  return { state: { ...state, sends, slots: [...others, { id, until: now + holdMs }] }, granted: true };
+}
+
+export function releaseSlot(current: GovernorState, id: string): GovernorState {
+  return { ...current, slots: current.slots.filter((slot) => slot.id !== id) };
+}
+
+/** Microsoft asked the mailbox to wait: nobody starts a request before `until`. */
+export function block(current: GovernorState, until: number): GovernorState {
+  return { ...current, blockedUntil: Math.max(current.blockedUntil ?? 0, until) };
+}
+
