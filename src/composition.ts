@@ -112,6 +112,9 @@ const APP_CREDENTIAL_CACHE_MS = 5 * 60_000;
 /** How long a sign-in waits for a refresh in flight before it writes its tokens anyway. */
 const SIGN_IN_LEASE_WAIT_MS = 10_000;
 
+/** Six days: under the queue message's 7-day life, so a scheduled message never expires unseen. */
+const MAX_QUEUE_DELAY_SECONDS = 6 * 86_400;
+
 /** How long vendor-wide settings are trusted before they are read again (revocations take this long). */
 const SETTINGS_CACHE_MS = 30_000;
 
@@ -172,7 +175,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     new PayloadStore(storage.blobService, CONTAINERS.uploads),
   );
   const enqueueSend = async (job: SendJob, delaySeconds: number) => {
-    await queues.publish(QUEUES.sendMail, job, { delaySeconds });
+    // Queue messages live 7 days and wait at most that long; a later send comes back and waits again.
+    await queues.publish(QUEUES.sendMail, job, { delaySeconds: Math.min(delaySeconds, MAX_QUEUE_DELAY_SECONDS) });
   };
   const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, queues, logger, metrics, now, recordEvent: record });
   const verifier = createVendorTokenVerifier({

@@ -239,7 +239,7 @@ const envSchema = z.object({
   ),
   VENDOR_NAME: setting(z.string().trim().max(100)),
   CONSENT_LINK_TTL: setting(durationBetween(60_000, 30 * 86_400_000, 'must be a duration from 1m to 30d, such as 7d')),
-  SEND_RATE_PER_MINUTE: setting(positiveIntegerUpTo(1000)),
+  SEND_RATE_PER_MINUTE: setting(positiveIntegerUpTo(300)),
   SEND_CONCURRENCY: setting(positiveIntegerUpTo(16)),
   MAX_MESSAGE_MB: setting(positiveIntegerUpTo(150)),
   SEND_RETRY_WINDOW: setting(durationBetween(60_000, 7 * 86_400_000, 'must be a duration from 1m to 7d, such as 24h')),

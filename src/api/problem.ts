@@ -83,9 +83,13 @@ export function invalidTags(detail: string, issues: readonly z.core.$ZodIssue[])
 }
 
 /** Field errors from zod issues, under a part of the request (body, query, params). */
+/** At most this many field errors, each this long: a hostile body must not make a huge answer. */
+const MAX_FIELD_ERRORS = 20;
+const MAX_DETAIL = 300;
+
 export function fieldErrors(part: 'body' | 'query' | 'params' | 'headers', issues: readonly z.core.$ZodIssue[]): FieldError[] {
-  return issues.map((issue) => ({
+  return issues.slice(0, MAX_FIELD_ERRORS).map((issue) => ({
     pointer: `/${[part, ...issue.path.map((p) => String(p).replace(/~/g, '~0').replace(/\//g, '~1'))].join('/')}`,
-    detail: issue.message,
+    detail: issue.message.length > MAX_DETAIL ? `${issue.message.slice(0, MAX_DETAIL)}…` : issue.message,
   }));
 }

@@ -115,7 +115,9 @@ function smtpFailure(signal: SmtpFailureSignal): SendFailure {
   const code = replyCode !== undefined ? `smtp_${String(replyCode)}${enhanced ? `_${enhanced}` : ''}` : `smtp_${(signal.code ?? 'error').toLowerCase()}`;
   const said = reply ? ` The server said: "${reply.slice(0, 300)}"` : '';
   if (replyCode === undefined) {
-    const handedOver = signal.command === 'DATA' || signal.command === 'MESSAGE';
+    // nodemailer names a dropped or timed-out session "CONN" whatever it was doing, so only a
+    // failure to connect at all (refused, no such host, TLS) proves the message never left.
+    const handedOver = signal.command === 'DATA' || signal.command === 'MESSAGE' || ['ETIMEDOUT', 'ESOCKET', 'ECONNRESET', 'EPIPE'].includes(signal.code ?? '');
     return {
       error: { class: 'transient', code, message: `The SMTP connection failed (${signal.code ?? 'no reply'}${signal.command ? ` during ${signal.command}` : ''}).` },
       outcomeUnknown: handedOver,

@@ -19,7 +19,7 @@ export interface GovernorLimits {
   marginMs: number;
 }
 
-export const DEFAULT_GOVERNOR_LIMITS: GovernorLimits = { concurrent: 4, perMinute: 30, marginMs: 2_500 };
+export const DEFAULT_GOVERNOR_LIMITS: GovernorLimits = { concurrent: 4, perMinute: 30, marginMs: 1_000 };
 export const RATE_WINDOW_MS = 60_000;
 /** A slot a worker never gave back (it crashed) frees itself after this. */
 export const SLOT_HOLD_MS = 120_000;
@@ -52,15 +52,24 @@ function earliestSend(state: GovernorState, now: number, limits: GovernorLimits)
   return Math.max(now, last, limiting, state.blockedUntil ?? 0);
 }
 
-export type BookingResult = { state: GovernorState; at: number };
+/**
+ * The most bookings a row keeps: each is about 60 characters of JSON and a Table Storage string
+ * holds 32K, so a long backlog is not booked ahead; its messages come back when the booked ones
+ * are through and book then (SEND_RATE_PER_MINUTE is capped well below this).
+ */
+export const MAX_BOOKINGS = 450;
+
+/** `booked: false` means the time is an estimate: come back then and book again. */
+export type BookingResult = { state: GovernorState; at: number; booked: boolean };
 
 /** Books the next send for `id` (the same id again keeps its booking). */
 export function bookSend(current: GovernorState, id: string, now: number, limits: GovernorLimits): BookingResult {
   const state = pruned(current, now, limits);
   const existing = state.sends.find((send) => send.id === id);
-  if (existing) return { state, at: existing.at };
+  if (existing) return { state, at: existing.at, booked: true };
   const at = earliestSend(state, now, limits);
-  return { state: { ...state, sends: [...state.sends, { id, at }] }, at };
+  if (state.sends.length >= MAX_BOOKINGS) return { state, at: Math.max(at, (state.sends.at(-1)?.at ?? now) + 1_000), booked: false };
+  return { state: { ...state, sends: [...state.sends, { id, at }] }, at, booked: true };
 }
 
 /**
@@ -76,15 +85,15 @@ export type SlotResult =
  * A request slot for a message whose booked time has come. The booking moves to now when the
  * message starts later than booked, so the window counts when it really went.
  */
-export function takeSlot(current: GovernorState, id: string, now: number, limits: GovernorLimits, holdMs = SLOT_HOLD_MS): SlotResult {
+export function takeSlot(current: GovernorState, id: string, now: number, limits: GovernorLimits, holdMs = SLOT_HOLD_MS, slotId = id): SlotResult {
   const state = pruned(current, now, limits);
   if (state.blockedUntil !== undefined) return { state, granted: false, reason: 'blocked', retryAt: state.blockedUntil };
-  const others = state.slots.filter((slot) => slot.id !== id);
+  const others = state.slots.filter((slot) => slot.id !== slotId);
   if (others.length >= limits.concurrent) {
     return { state, granted: false, reason: 'busy', retryAt: Math.min(...others.map((slot) => slot.until)) };
   }
   const sends = state.sends.map((send) => (send.id === id && send.at < now ? { id, at: now } : send)).sort((a, b) => a.at - b.at);
-  return { state: { ...state, sends, slots: [...others, { id, until: now + holdMs }] }, granted: true };
+  return { state: { ...state, sends, slots: [...others, { id: slotId, until: now + holdMs }] }, granted: true };
 }
 
 export function releaseSlot(current: GovernorState, id: string): GovernorState {

@@ -31,15 +31,16 @@ export class SendGovernor {
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  /** When the send `bookingId` may go (booked on the first call; the same id gets the same time). */
-  async book(mailbox: string, bookingId: string): Promise<Date> {
-    let at = 0;
+  /** When the send `bookingId` may go (booked on the first call; the same id gets the same time). `booked: false`: come back then and book again. */
+  async book(mailbox: string, bookingId: string): Promise<{ at: Date; booked: boolean }> {
+    const outcome = { at: 0, booked: true };
     await this.update(mailbox, (state) => {
       const result = bookSend(state, bookingId, this.now(), this.deps.limits);
-      at = result.at;
+      outcome.at = result.at;
+      outcome.booked = result.booked;
       return result.state;
     });
-    return new Date(at);
+    return { at: new Date(outcome.at), booked: outcome.booked };
   }
 
   /**
@@ -47,12 +48,12 @@ export class SendGovernor {
    * so a worker that still finds none is told to come back shortly, not when a dead worker's slot
    * would expire; a mailbox Microsoft blocked is told when the block ends.
    */
-  async acquire(mailbox: string, bookingId: string): Promise<SlotGrant> {
+  async acquire(mailbox: string, bookingId: string, slotId: string, holdMs: number): Promise<SlotGrant> {
     const deadline = this.now() + SLOT_WAIT_MS;
     for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
       const outcome: { result?: SlotResult } = {};
       await this.update(mailbox, (state) => {
-        const result = takeSlot(state, bookingId, this.now(), this.deps.limits);
+        const result = takeSlot(state, bookingId, this.now(), this.deps.limits, holdMs, slotId);
         outcome.result = result;
         return result.granted ? result.state : UNCHANGED;
       });
@@ -64,8 +65,8 @@ export class SendGovernor {
     }
   }
 
-  async release(mailbox: string, bookingId: string): Promise<void> {
-    await this.update(mailbox, (state) => (state.slots.some((slot) => slot.id === bookingId) ? releaseSlot(state, bookingId) : UNCHANGED));
+  async release(mailbox: string, slotId: string): Promise<void> {
+    await this.update(mailbox, (state) => (state.slots.some((slot) => slot.id === slotId) ? releaseSlot(state, slotId) : UNCHANGED));
   }
 
   /** Microsoft said to wait: nothing starts on this mailbox before `until`. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Connection } from '../domain/connection.js';
 import type { EventType } from '../domain/events.js';
@@ -79,6 +80,8 @@ export async function sendMessage(deps: SendDeps, job: SendJob): Promise<SendOut
     if (message.lastEvent) await deps.recordEvent(eventOf(message, message.lastEvent));
     return { outcome: 'done' };
   }
+  // A deferral whose event may not have been recorded (the worker stopped after writing the row).
+  if (message.status === 'deferred' && message.lastEvent) await deps.recordEvent(eventOf(message, message.lastEvent));
   const notBefore = Math.max(Date.parse(message.sendAt ?? '') || 0, Date.parse(message.nextAttemptAt ?? '') || 0);
   if (notBefore > now.getTime() + INLINE_WAIT_MS) return requeue(deps, message, new Date(notBefore), message.sendAt && notBefore === Date.parse(message.sendAt) ? 'scheduled' : 'retry');
   if (message.status === 'sending' && Date.parse(message.sendingUntil ?? '') > now.getTime()) {
@@ -99,23 +102,28 @@ export async function sendMessage(deps: SendDeps, job: SendJob): Promise<SendOut
   }
   writer.tags = connection.tags;
   if (STATES_THAT_WAIT.has(connection.state)) {
-    return writer.defer(connectionWaits(connection), new Date(Math.min(now.getTime() + CONNECTION_RECHECK_MS, Date.parse(message.expiresAt))), { quietIfSame: true });
+    return writer.defer(connectionWaits(connection), new Date(Math.min(now.getTime() + CONNECTION_RECHECK_MS, Date.parse(message.expiresAt))), {
+      quietIfSame: true,
+      outcomeUnknown: verify,
+    });
   }
   const mailbox = (await deps.mailboxes.get(keys.mailbox(message.customerId, message.connectionId, message.mailboxId)))?.value;
   if (!mailbox) return writer.fail({ class: 'permanent', code: 'mailbox_removed', message: `The mailbox ${message.from} was removed from the connection.` });
 
   const bookingId = `${message.id}#${String(message.attemptCount + 1)}`;
-  const bookedAt = await deps.governor.book(mailbox.address, bookingId);
-  const wait = bookedAt.getTime() - deps.now().getTime();
-  if (wait > INLINE_WAIT_MS) return requeue(deps, message, bookedAt, 'governor');
+  const booking = await deps.governor.book(mailbox.address, bookingId);
+  const wait = booking.at.getTime() - deps.now().getTime();
+  if (wait > INLINE_WAIT_MS || !booking.booked) return requeue(deps, message, booking.at, 'governor');
   if (wait > 0) await (deps.sleep ?? defaultSleep)(wait);
-  const slot = await deps.governor.acquire(mailbox.address, bookingId);
+  // A slot of its own per invocation: a duplicated queue message must neither share nor free another's.
+  const slotId = `${bookingId}/${randomUUID()}`;
+  const slot = await deps.governor.acquire(mailbox.address, bookingId, slotId, attemptTimeoutMs(message.size));
   if (!slot.granted) return requeue(deps, message, slot.retryAt, 'governor');
   try {
     if (!(await writer.claim(verify))) return { outcome: 'busy' };
     return await attempt(deps, writer, connection, mailbox, verify);
   } finally {
-    await deps.governor.release(mailbox.address, bookingId).catch((error: unknown) => {
+    await deps.governor.release(mailbox.address, slotId).catch((error: unknown) => {
       log.warn('send: could not give the governor slot back (it frees itself)', { error });
     });
   }
@@ -126,26 +134,25 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
   const resource: Resource = message.transport === 'graph' ? 'graph' : 'outlook';
   const sender = deps.senders(connection)[message.transport];
   let handedOver = false;
+  let verified = false;
   let content: MessageContent | undefined;
+  let outcome: 'sent' | 'already_sent' = 'sent';
   try {
     const token = await deps.tokens.getAccessToken(connection, resource);
     const target: SendTarget = { mailbox: mailbox.address, mode: connection.mode, accessToken: token.token, imapAccess: mailbox.receiveTransport === 'imap' };
-    if (verify) {
-      const found = await sender.findSent(target, message.internetMessageId);
-      if (found === true) {
-        deps.metrics.count('send.attempts', { transport: message.transport, outcome: 'already_sent' });
-        return await writer.sent('already_sent', undefined);
-      }
+    const found = verify ? await sender.findSent(target, message.internetMessageId) : false;
+    if (found === true) {
+      outcome = 'already_sent';
+    } else {
       if (found === undefined) {
         writer.log.warn('send: an earlier attempt may have sent this message, but its Sent Items cannot be searched; sending again', { transport: message.transport });
       }
+      verified = verify;
+      content = await deps.content.content(message.content);
+      const loaded = content;
+      handedOver = true;
+      await sender.send(target, { content: loaded, attachment: (index) => attachmentBytes(deps, loaded, index) });
     }
-    content = await deps.content.content(message.content);
-    const loaded = content;
-    handedOver = true;
-    await sender.send(target, { content: loaded, attachment: (index) => attachmentBytes(deps, loaded, index) });
-    deps.metrics.count('send.attempts', { transport: message.transport, outcome: 'sent' });
-    return await writer.sent('sent', content);
   } catch (error) {
     if (error instanceof ConcurrencyError) throw error;
     const failure = failureOf(error, handedOver);
@@ -156,8 +163,12 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
     if (failure.error.class === 'throttled' && failure.retryAfterSeconds !== undefined) {
       await deps.governor.block(mailbox.address, new Date(deps.now().getTime() + failure.retryAfterSeconds * 1000));
     }
-    return writer.failed(failure, content);
+    return writer.failed(failure, content, verified);
   }
+  // Outside the try: once Microsoft has the message, a failure to record it must not become a retry.
+  // It throws to the queue instead, whose next run finds the row still sending and checks Sent Items.
+  deps.metrics.count('send.attempts', { transport: message.transport, outcome });
+  return writer.sent(outcome, content);
 }
 
 function failureOf(error: unknown, handedOver: boolean): SendFailure {
@@ -192,7 +203,8 @@ async function attachmentBytes(deps: SendDeps, content: MessageContent, index: n
 }
 
 async function requeue(deps: SendDeps, message: OutboundMessage, at: Date, reason: 'scheduled' | 'governor' | 'in_progress' | 'retry'): Promise<SendOutcome> {
-  const delaySeconds = Math.max(1, Math.ceil((at.getTime() - deps.now().getTime()) / 1000));
+  // Rounded down: a message that comes back early waits the rest in the worker; one that came back late would waste its turn.
+  const delaySeconds = Math.max(1, Math.floor((at.getTime() - deps.now().getTime()) / 1000));
   await deps.enqueue({ customerId: message.customerId, messageId: message.id }, delaySeconds);
   return { outcome: 'waiting', until: at, reason };
 }
@@ -259,12 +271,13 @@ class OutboxWriter {
     const now = this.deps.now();
     const next = this.ended({ ...this.current, status: 'sent', sentAt: now.toISOString() }, outcome, now);
     delete next.lastError;
+    delete next.verifyBeforeSend;
     await this.change(next, 'message.sent', {});
     await this.discard(content);
     return { outcome };
   }
 
-  async failed(failure: SendFailure, content: MessageContent | undefined): Promise<SendOutcome> {
+  async failed(failure: SendFailure, content: MessageContent | undefined, verified: boolean): Promise<SendOutcome> {
     const now = this.deps.now();
     const { error } = failure;
     if (error.class === 'permanent') return this.fail(error, undefined, content);
@@ -278,20 +291,32 @@ class OutboxWriter {
     if (at.getTime() >= Date.parse(this.current.expiresAt)) {
       return this.fail(error, 'The message was not sent within 24 hours; it is not tried again.', content);
     }
-    return this.defer(error, at, { outcomeUnknown: failure.outcomeUnknown, ...(failure.retryAfterSeconds !== undefined && { retryAfterSeconds: failure.retryAfterSeconds }) });
+    return this.defer(error, at, {
+      outcomeUnknown: failure.outcomeUnknown,
+      verified,
+      ...(failure.retryAfterSeconds !== undefined && { retryAfterSeconds: failure.retryAfterSeconds }),
+    });
   }
 
-  async defer(error: SendError, at: Date, options: { quietIfSame?: boolean; outcomeUnknown?: boolean; retryAfterSeconds?: number } = {}): Promise<SendOutcome> {
+  /**
+   * `outcomeUnknown`: Microsoft may have the message, so the next attempt looks in Sent Items first.
+   * `verified`: this attempt looked and did not find it. Otherwise a pending look stays pending.
+   */
+  async defer(
+    error: SendError,
+    at: Date,
+    options: { quietIfSame?: boolean; outcomeUnknown?: boolean; verified?: boolean; retryAfterSeconds?: number } = {},
+  ): Promise<SendOutcome> {
     const now = this.deps.now();
     const same = this.current.status === 'deferred' && this.current.lastError?.code === error.code;
     let next: OutboundMessage = { ...this.current, status: 'deferred', nextAttemptAt: at.toISOString(), lastError: error, updatedAt: now.toISOString() };
-    if (this.current.status === 'sending') {
-      next = this.ended(next, options.outcomeUnknown ? 'unknown' : 'deferred', now, error, options.retryAfterSeconds);
-      if (options.outcomeUnknown) next.verifyBeforeSend = true;
-    }
+    if (this.current.status === 'sending') next = this.ended(next, options.outcomeUnknown ? 'unknown' : 'deferred', now, error, options.retryAfterSeconds);
+    if (options.outcomeUnknown) next.verifyBeforeSend = true;
+    else if (options.verified) delete next.verifyBeforeSend;
+    // The queue message first: if recording the event fails, the next run records it again.
+    await this.deps.enqueue({ customerId: this.current.customerId, messageId: this.current.id }, Math.max(1, Math.ceil((at.getTime() - now.getTime()) / 1000)));
     if (options.quietIfSame && same) await this.write(next);
     else await this.change(next, 'message.deferred', { nextAttemptAt: at.toISOString() });
-    await this.deps.enqueue({ customerId: this.current.customerId, messageId: this.current.id }, Math.max(1, Math.ceil((at.getTime() - now.getTime()) / 1000)));
     return { outcome: 'deferred' };
   }
 
@@ -300,6 +325,7 @@ class OutboxWriter {
     let next: OutboundMessage = { ...this.current, status: 'failed', failedAt: now.toISOString(), lastError: summary ? { ...error, message: `${summary} Last error: ${error.message}` } : error };
     if (this.current.status === 'sending') next = this.ended(next, 'failed', now, error);
     delete next.nextAttemptAt;
+    delete next.verifyBeforeSend;
     await this.change(next, 'message.failed', {});
     this.log.warn('send: message failed', { code: error.code, class: error.class });
     await this.discard(content);
@@ -314,7 +340,6 @@ class OutboxWriter {
     );
     const next: OutboundMessage = { ...message, attempts, updatedAt: now.toISOString() };
     delete next.sendingUntil;
-    if (outcome !== 'unknown') delete next.verifyBeforeSend;
     return next;
   }
 

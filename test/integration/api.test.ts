@@ -263,20 +263,24 @@ describe('vendor API', () => {
     });
     const events = (await call('events-list', { params: { customerId: ids.b } })).body as { items: StoredEvent[] };
     const eventId = events.items[0]?.id ?? '';
-    const params = { customerId: ids.b, connectionId: connection.id, mailboxId, eventId };
+    // B has no message: the id only has to be well-formed for the route to look.
+    const params = { customerId: ids.b, connectionId: connection.id, mailboxId, eventId, messageId: 'msg_01J00000000000000000000000' };
     const bodies: Record<string, unknown> = {
       'customers-put': { displayName: 'taken over' },
       'connections-create': { mode: 'delegated' },
       'connections-update': { tags: { owner: 'intruder' } },
       'events-replay-failed': { since: '2020-01-01T00:00:00Z' },
       'mailboxes-add': { address: 'intruder@globex.example' },
+      'messages-send': { to: ['victim@globex.example'], subject: 'intruder', text: 'hi' },
+      'attachments-upload': { not: 'really a file' },
     };
 
     const scoped = apiRoutes.filter((route) => route.authenticated && route.path.includes('{customerId}'));
     expect(scoped.map((r) => r.name).sort()).toEqual([
+      'attachments-upload',
       'connections-check', 'connections-consent-link', 'connections-create', 'connections-disconnect', 'connections-exchange-setup', 'connections-get',
       'connections-list', 'connections-update', 'customers-delete', 'customers-get', 'customers-put', 'events-get', 'events-list',
-      'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove',
+      'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove', 'messages-get', 'messages-send',
     ]);
     const asA = [credentials.a, await token({})];
     for (const route of scoped) {
@@ -288,7 +292,7 @@ describe('vendor API', () => {
     }
     // A's own customer in the path with B's resource ids finds nothing either: reads stay in A's partition.
     const crossed = { ...params, customerId: ids.a };
-    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-check', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay'];
+    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-check', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay', 'messages-send', 'messages-get', 'attachments-upload'];
     for (const route of scoped.filter((r) => underA.includes(r.name))) {
       const result = await call(route.name, { params: crossed, credential: credentials.a, ...(bodies[route.name] !== undefined && { body: bodies[route.name] }) });
       expect(result.status, `${route.name} with B's ids under A`).toBe(404);
@@ -296,7 +300,9 @@ describe('vendor API', () => {
     // Nothing of B's changed, and B's own key sees all of it.
     for (const route of scoped.filter((r) => r.method === 'GET')) {
       // An application connection that sends and receives over Graph has no Exchange PowerShell: 409.
-      expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(route.name === 'connections-exchange-setup' ? 409 : 200);
+      // B has sent no message, so its own credentials find none either.
+      const status = route.name === 'connections-exchange-setup' ? 409 : route.name === 'messages-get' ? 404 : 200;
+      expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(status);
     }
     const still = (await call('connections-get', { params, credential: credentials.b })).body;
     expect(still).toMatchObject({ state: 'pending', tags: {} });

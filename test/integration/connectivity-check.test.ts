@@ -12,6 +12,7 @@ import { listMailboxes } from '../../src/connections/mailboxes.js';
 import { keys } from '../../src/store/repositories.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
+import { mailHostSettings } from '../support/test-mail-server.js';
 
 /**
  * The connectivity checker against the sandbox identity platform and Graph, and the real Dovecot
@@ -33,12 +34,7 @@ beforeAll(async () => {
   env = await startConnectEnvironment({
     storageConnectionString: inject('storageConnectionString'),
     signingKey: mailServer.sandboxSigningKey,
-    env: {
-      ALLOW_ROPC: 'true',
-      ENTRA_IMAP_HOST: `${mailServer.host}:${String(mailServer.ports.imaps)}`,
-      ENTRA_POP3_HOST: `${mailServer.host}:${String(mailServer.ports.pop3s)}`,
-      ENTRA_SMTP_HOST: `${mailServer.host}:${String(mailServer.ports.submission)}`,
-    },
+    env: { ALLOW_ROPC: 'true', ...mailHostSettings() },
   });
   // The mail server's certificate comes from its own CA; the process trusts it as it trusts the sandbox's.
   tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);

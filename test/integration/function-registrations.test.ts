@@ -24,6 +24,8 @@ const expected = [
   { name: 'refresh-timer', trigger: 'timerTrigger', schedule: '0 4-59/15 * * * *' },
   { name: 'refresh-scan', trigger: 'queueTrigger', queueName: 'refresh-scan', connection: 'AzureWebJobsStorage' },
   { name: 'refresh-connection', trigger: 'queueTrigger', queueName: 'refresh-connection', connection: 'AzureWebJobsStorage' },
+  // Outbound mail: one queue message per message to send (or to look at again).
+  { name: 'send-mail', trigger: 'queueTrigger', queueName: 'send-mail', connection: 'AzureWebJobsStorage' },
   // The connect pages and the two redirect URIs registered on the vendor's app.
   ...(
     [

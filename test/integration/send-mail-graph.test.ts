@@ -133,6 +133,28 @@ describe('sending through Graph', () => {
     expect(await env.services.storage.blobService.getContainerClient('outbox').getBlockBlobClient(sent.content.name).exists()).toBe(false);
   }, 90_000);
 
+  it('threading and list headers go as MIME: the reply arrives with In-Reply-To, References and the connector\'s Message-ID', async () => {
+    const sender = await newSender();
+    const connection = await kit.application(CUSTOMER, contoso.tenant.id, { send: 'graph', receive: 'graph' }, [sender]);
+    const response = await kit.api(messagesPath(connection.id), {
+      body: {
+        to: [adele()],
+        subject: 'Re: printer on fire',
+        text: 'It is out now.',
+        inReplyTo: '<question-7@customer.example>',
+        references: ['<question-7@customer.example>'],
+        headers: { 'List-Unsubscribe': '<mailto:unsubscribe@vendor.example>', 'X-Ticket-Id': '7' },
+      },
+    });
+    expect(response.status).toBe(202);
+    const sent = await kit.settled(CUSTOMER, (response.body as OutboundMessage).id);
+    expect(sent.status).toBe('sent');
+    const [delivered] = await inbox(adele(), sent.internetMessageId);
+    const headers = Object.fromEntries((delivered?.internetMessageHeaders ?? []).map((h) => [h.name.toLowerCase(), h.value]));
+    expect(headers).toMatchObject({ 'in-reply-to': '<question-7@customer.example>', references: '<question-7@customer.example>', 'x-ticket-id': '7' });
+    expect(delivered?.subject).toBe('Re: printer on fire');
+  });
+
   it('a worker that dies after Graph took the message: the retry finds it in Sent Items and does not send it again', async () => {
     const sender = await newSender();
     const connection = await kit.application(CUSTOMER, contoso.tenant.id, { send: 'graph', receive: 'graph' }, [sender]);

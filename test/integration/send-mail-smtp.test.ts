@@ -6,7 +6,7 @@ import type { OutboundMessage } from '../../src/domain/outbound-message.js';
 import type { MailSender } from '../../src/mail/mail-transport.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 import { sendTestKit, type SendTestKit } from '../support/send-environment.js';
-import { delegatedTokens, mailbox, withImap } from '../support/test-mail-server.js';
+import { delegatedTokens, mailbox, mailHostSettings, withImap } from '../support/test-mail-server.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -32,12 +32,7 @@ beforeAll(async () => {
   env = await startConnectEnvironment({
     storageConnectionString: inject('storageConnectionString'),
     signingKey: mailServer.sandboxSigningKey,
-    env: {
-      ALLOW_ROPC: 'true',
-      ENTRA_IMAP_HOST: `${mailServer.host}:${String(mailServer.ports.imaps)}`,
-      ENTRA_POP3_HOST: `${mailServer.host}:${String(mailServer.ports.pop3s)}`,
-      ENTRA_SMTP_HOST: `${mailServer.host}:${String(mailServer.ports.submission)}`,
-    },
+    env: { ALLOW_ROPC: 'true', ...mailHostSettings() },
   });
   tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);
   kit = await sendTestKit(env);

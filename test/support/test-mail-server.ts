@@ -17,6 +17,16 @@ export function server(): MailServerForTests {
   return provided;
 }
 
+/** The connector settings that make the test servers the tenant's IMAP, POP3 and SMTP hosts. */
+export function mailHostSettings(): Record<string, string> {
+  const { host, ports } = server();
+  return {
+    ENTRA_IMAP_HOST: `${host}:${String(ports.imaps)}`,
+    ENTRA_POP3_HOST: `${host}:${String(ports.pop3s)}`,
+    ENTRA_SMTP_HOST: `${host}:${String(ports.submission)}`,
+  };
+}
+
 /** A mailbox no other test touches. */
 export function mailbox(name: string): string {
   return `${name}-${randomBytes(4).toString('hex')}@contoso.test`;

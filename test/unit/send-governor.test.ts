@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_GOVERNOR_LIMITS,
   EMPTY_GOVERNOR_STATE,
+  MAX_BOOKINGS,
   RATE_WINDOW_MS,
   SLOT_HOLD_MS,
   block,
@@ -134,8 +135,20 @@ describe('bookSend', () => {
     expect(times).toEqual([0, 0, 60_000, 60_000, 120_000]);
   });
 
-  it('defaults to 30 a minute, 4 at once, and a 2.5-second margin', () => {
-    expect(DEFAULT_GOVERNOR_LIMITS).toEqual(limits);
+  it(`books at most ${String(MAX_BOOKINGS)} sends ahead; later ones get an estimate to come back at, unbooked`, () => {
+    let state = EMPTY_GOVERNOR_STATE;
+    for (let i = 0; i < MAX_BOOKINGS; i++) state = bookSend(state, `m${String(i)}`, 0, limits).state;
+    expect(state.sends).toHaveLength(MAX_BOOKINGS);
+    const last = state.sends.at(-1)?.at ?? 0;
+    const overflow = bookSend(state, 'late', 0, limits);
+    expect(overflow).toMatchObject({ booked: false, state: { sends: state.sends } });
+    expect(overflow.at).toBeGreaterThan(last);
+    // The row stays within Table Storage's 32K characters for a string.
+    expect(JSON.stringify(state.sends.map((s) => ({ ...s, id: 'msg_01JXXXXXXXXXXXXXXXXXXXXXXX#12' }))).length).toBeLessThan(32_000);
+  });
+
+  it('defaults to 30 a minute, 4 at once, and a 1-second margin', () => {
+    expect(DEFAULT_GOVERNOR_LIMITS).toEqual({ ...limits, marginMs: 1_000 });
   });
 });
 
