@@ -13,7 +13,7 @@ export async function sendMailHandler(message: unknown, context: InvocationConte
   const services = await getServices();
   const log = services.logFor(context, { customerId: parsed.data.customerId, messageId: parsed.data.messageId });
   if (!services.sendMessage) {
-    // Without an app registration nothing can be sent; the message stays queued until one is configured.
+    // Without an app registration nothing can be sent (and no connection can be connected to queue one).
     throw new Error('no app registration is configured (ENTRA_CLIENT_ID); cannot send');
   }
   const result = await services.sendMessage(parsed.data);

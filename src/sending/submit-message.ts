@@ -78,10 +78,12 @@ export async function submitMessage(
   const requestHash = hashRequest(request, mailbox.address);
 
   let messageId = newId('msg', now.getTime());
+  let claimedKey: ReturnType<typeof keys.idempotencyKey> | undefined;
   if (idempotencyKey !== undefined) {
     const key = keys.idempotencyKey(connection.customerId, connection.id, sha256(idempotencyKey));
     try {
       await deps.idempotencyKeys.create(key, { messageId, requestHash, createdAt: now.toISOString() });
+      claimedKey = key;
     } catch (error) {
       if (!(error instanceof AlreadyExistsError)) throw error;
       const earlier = (await deps.idempotencyKeys.get(key))?.value;
@@ -99,6 +101,23 @@ export async function submitMessage(
     }
   }
 
+  try {
+    return await createMessage(deps, connection, mailbox, request, { messageId, requestHash, now, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+  } catch (error) {
+    // A refused request did not use its key: the corrected request may come with the same one.
+    if (claimedKey && error instanceof MessageRejectedError) await deps.idempotencyKeys.delete(claimedKey);
+    throw error;
+  }
+}
+
+async function createMessage(
+  deps: SubmitDeps,
+  connection: Connection,
+  mailbox: Mailbox,
+  request: MessageRequest,
+  { messageId, requestHash, idempotencyKey, now }: { messageId: string; requestHash: string; idempotencyKey?: string; now: Date },
+): Promise<{ message: OutboundMessage; created: boolean }> {
+  const sendAt = request.sendAt === undefined ? undefined : new Date(request.sendAt);
   const attachments = await storeAttachments(deps, connection, messageId, request, now);
   const bodyBytes = Buffer.byteLength(request.text ?? '') + Buffer.byteLength(request.html ?? '');
   if (mailbox.sendTransport === 'graph' && bodyBytes > MAX_GRAPH_BODY_BYTES) {

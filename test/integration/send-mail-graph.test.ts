@@ -305,6 +305,11 @@ describe('sending through Graph', () => {
     expect(tooBig.status).toBe(413);
     const stored = await env.services.repositories.outbox.all(CUSTOMER);
     expect(stored.filter((m) => m.connectionId === connection.id)).toHaveLength(0);
+    // A refused request does not use up its Idempotency-Key: the corrected one goes through under it.
+    const retried = { 'idempotency-key': `corrected-${String(Date.now())}` };
+    expect((await kit.api(path, { body: { ...base, subject: 'bad\nsubject' }, headers: retried })).status).toBe(400);
+    expect((await kit.api(path, { body: { ...base, attachments: [{ filename: 'x.bin', uploadId: 'att_01J00000000000000000000000' }] }, headers: retried })).status).toBe(400);
+    expect((await kit.api(path, { body: base, headers: retried })).status).toBe(202);
     // Another customer's message is not found, whatever its id.
     expect((await kit.api(`${path}/msg_01J00000000000000000000000`)).status).toBe(404);
     expect(await env.services.repositories.outbox.get(keys.outboundMessage(CUSTOMER, 'msg_01J00000000000000000000000'))).toBeUndefined();

@@ -259,8 +259,8 @@ describe('custom headers', () => {
     const headers = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`X-Header-${String(i)}`, String(i)]));
     expect(issues({ headers: headers(MAX_CUSTOM_HEADERS) })).toEqual([]);
     expect(issues({ headers: headers(MAX_CUSTOM_HEADERS + 1) })).toEqual([`headers: an object of at most ${String(MAX_CUSTOM_HEADERS)} headers`]);
-    // Counted before any header is checked: a million of them make one issue, not a million.
-    expect(issues({ headers: headers(1_000_000) })).toHaveLength(1);
+    // Counted before any header is checked: a hundred thousand of them make one issue, not as many.
+    expect(issues({ headers: headers(100_000) })).toHaveLength(1);
   });
 
   it('takes the List-Unsubscribe pair bulk senders need (RFC 8058)', () => {
