@@ -1,4 +1,3 @@
-import type { ConnectionMode } from '../domain/connection.js';
 import type { MessageContent } from '../domain/outbound-message.js';
 import type { SendFailureSignal } from '../domain/send-failure.js';
 
@@ -11,7 +10,6 @@ import type { SendFailureSignal } from '../domain/send-failure.js';
 export interface SendTarget {
   /** The mailbox the message goes out from (XOAUTH2 `user=`, Graph's /users/{address}). */
   mailbox: string;
-  mode: ConnectionMode;
   accessToken: string;
   /** The token also opens the mailbox over IMAP (the connection receives by IMAP), so SMTP's Sent Items can be searched. */
   imapAccess: boolean;

@@ -139,7 +139,7 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
   let outcome: 'sent' | 'already_sent' = 'sent';
   try {
     const token = await deps.tokens.getAccessToken(connection, resource);
-    const target: SendTarget = { mailbox: mailbox.address, mode: connection.mode, accessToken: token.token, imapAccess: mailbox.receiveTransport === 'imap' };
+    const target: SendTarget = { mailbox: mailbox.address, accessToken: token.token, imapAccess: mailbox.receiveTransport === 'imap' };
     const found = verify ? await sender.findSent(target, message.internetMessageId) : false;
     if (found === true) {
       outcome = 'already_sent';

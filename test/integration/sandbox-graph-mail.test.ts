@@ -4,13 +4,12 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type Mail from 'nodemailer/lib/mailer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { MessageView } from '../../local/sandbox/graph/index.js';
 import { startSandboxIdentity, type RunningSandboxIdentity } from '../../local/sandbox/identity/index.js';
-import { GRAPH, SANDBOX_PASSWORD, organization, type Organization } from '../support/sandbox-organization.js';
+import { graphTokens, organization, type Organization } from '../support/sandbox-organization.js';
 
 /**
  * The mail-sending half of the sandbox Microsoft Graph (local/sandbox/graph), called with Node's
@@ -20,7 +19,6 @@ import { GRAPH, SANDBOX_PASSWORD, organization, type Organization } from '../sup
  * limits on a movable clock.
  */
 
-const PASSWORD = SANDBOX_PASSWORD;
 const MB = 1024 * 1024;
 const FILE = '#microsoft.graph.fileAttachment';
 const ACCESS_DENIED = 'Access is denied. Check credentials and try again.';
@@ -47,23 +45,8 @@ afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-function msalClient(org: Organization): ConfidentialClientApplication {
-  const options = sandbox.msalAuthOptions(org.tenant.id);
-  return new ConfidentialClientApplication({ auth: { clientId: org.clientId, clientSecret: org.secret, authority: options.authority, knownAuthorities: options.knownAuthorities } });
-}
-
-async function userToken(org: Organization, upn: string): Promise<string> {
-  // eslint-disable-next-line @typescript-eslint/no-deprecated -- the password grant gets a real user token without a browser
-  const result = await msalClient(org).acquireTokenByUsernamePassword({ scopes: [`${GRAPH}/.default`], username: upn, password: PASSWORD });
-  if (!result) throw new Error('msal returned no token');
-  return result.accessToken;
-}
-
-async function appToken(org: Organization): Promise<string> {
-  const result = await msalClient(org).acquireTokenByClientCredential({ scopes: [`${GRAPH}/.default`] });
-  if (!result) throw new Error('msal returned no token');
-  return result.accessToken;
-}
+const appToken = (org: Organization) => graphTokens(sandbox, org).app();
+const userToken = (org: Organization, upn: string) => graphTokens(sandbox, org).user(upn);
 
 interface Answer {
   status: number;

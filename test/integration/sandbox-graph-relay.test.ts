@@ -3,13 +3,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
-import { ConfidentialClientApplication } from '@azure/msal-node';
 import { simpleParser } from 'mailparser';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MailRelayOptions } from '../../local/sandbox/graph/index.js';
 import { startSandboxIdentity, type RunningSandboxIdentity } from '../../local/sandbox/identity/index.js';
-import { GRAPH, SANDBOX_PASSWORD, organization, type Organization } from '../support/sandbox-organization.js';
+import { graphTokens, organization, type Organization } from '../support/sandbox-organization.js';
 import { delegatedTokens, mailbox, provided, server, waitForMessage } from '../support/test-mail-server.js';
 
 /**
@@ -49,23 +48,8 @@ describe.skipIf(provided === null)('relaying sent mail to the test Dovecot over 
     await rm(workDir, { recursive: true, force: true });
   });
 
-  function msalClient(org: Organization): ConfidentialClientApplication {
-    const options = sandbox.msalAuthOptions(org.tenant.id);
-    return new ConfidentialClientApplication({ auth: { clientId: org.clientId, clientSecret: org.secret, authority: options.authority, knownAuthorities: options.knownAuthorities } });
-  }
-
-  async function appToken(org: Organization): Promise<string> {
-    const result = await msalClient(org).acquireTokenByClientCredential({ scopes: [`${GRAPH}/.default`] });
-    if (!result) throw new Error('msal returned no token');
-    return result.accessToken;
-  }
-
-  async function userToken(org: Organization, upn: string): Promise<string> {
-    // eslint-disable-next-line @typescript-eslint/no-deprecated -- the password grant gets a real user token without a browser
-    const result = await msalClient(org).acquireTokenByUsernamePassword({ scopes: [`${GRAPH}/.default`], username: upn, password: SANDBOX_PASSWORD });
-    if (!result) throw new Error('msal returned no token');
-    return result.accessToken;
-  }
+  const appToken = (org: Organization) => graphTokens(sandbox, org).app();
+  const userToken = (org: Organization, upn: string) => graphTokens(sandbox, org).user(upn);
 
   async function sendMail(path: string, token: string, body: unknown): Promise<number> {
     const mime = typeof body === 'string';

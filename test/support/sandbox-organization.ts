@@ -1,3 +1,4 @@
+import { ConfidentialClientApplication } from '@azure/msal-node';
 import type { RunningSandboxIdentity } from '../../local/sandbox/identity/index.js';
 import type { Tenant } from '../../local/sandbox/identity/sandbox-state.js';
 import type { UserView } from '../../local/sandbox/identity/control-schemas.js';
@@ -32,4 +33,21 @@ export async function organization(sandbox: RunningSandboxIdentity, name: string
   const { value: secret } = await sandbox.control.addClientSecret(app.clientId);
   await sandbox.control.grantConsent(tenant.id, { clientId: app.clientId });
   return { tenant, domain, megan, adele, clientId: app.clientId, homeTenantId: app.homeTenantId ?? '', secret };
+}
+
+/** Graph tokens of the organization's app from the sandbox, as msal-node gets them: app-only, or a user's by password. */
+export function graphTokens(sandbox: RunningSandboxIdentity, org: Organization): { app(): Promise<string>; user(upn: string): Promise<string> } {
+  const client = () => {
+    const options = sandbox.msalAuthOptions(org.tenant.id);
+    return new ConfidentialClientApplication({ auth: { clientId: org.clientId, clientSecret: org.secret, authority: options.authority, knownAuthorities: options.knownAuthorities } });
+  };
+  const token = (result: { accessToken: string } | null) => {
+    if (!result) throw new Error('msal returned no token');
+    return result.accessToken;
+  };
+  return {
+    app: async () => token(await client().acquireTokenByClientCredential({ scopes: [`${GRAPH}/.default`] })),
+    // eslint-disable-next-line @typescript-eslint/no-deprecated -- the password grant gets a real user token without a browser
+    user: async (upn) => token(await client().acquireTokenByUsernamePassword({ scopes: [`${GRAPH}/.default`], username: upn, password: SANDBOX_PASSWORD })),
+  };
 }

@@ -36,6 +36,9 @@ const deps: OperatorSignInDeps = {
   logger: createLogger({ level: 'debug', sink: (record) => logs.push(record) }),
 };
 
+/** What a Graph sender asks Graph for: sending, drafts and Sent Items, in shared mailboxes too, and the profile. */
+const GRAPH_MAIL_SCOPES = ['Mail.Send', 'Mail.Send.Shared', 'Mail.ReadWrite', 'Mail.ReadWrite.Shared', 'User.Read'].map((scope) => `https://graph.microsoft.com/${scope}`);
+
 describe('operator sign-in', () => {
   it('asks for the primary resource at organizations, or at the tenant on a reconnect', () => {
     expect(signInTarget(msal, connection)).toEqual({
@@ -43,26 +46,14 @@ describe('operator sign-in', () => {
       scopes: ['https://outlook.office.com/IMAP.AccessAsUser.All'],
       other: {
         resource: 'graph',
-        scopes: [
-          'https://graph.microsoft.com/Mail.Send',
-          'https://graph.microsoft.com/Mail.Send.Shared',
-          'https://graph.microsoft.com/Mail.ReadWrite',
-          'https://graph.microsoft.com/Mail.ReadWrite.Shared',
-          'https://graph.microsoft.com/User.Read',
-        ],
+        scopes: GRAPH_MAIL_SCOPES,
       },
     });
     const tenantId = '99999999-8888-4777-8666-555555555555';
     const graphOnly = signInTarget(msal, { ...connection, tenantId, transports: { send: 'graph', receive: 'graph' } });
     expect(graphOnly).toEqual({
       tenant: tenantId,
-      scopes: [
-        'https://graph.microsoft.com/Mail.Send',
-        'https://graph.microsoft.com/Mail.Send.Shared',
-        'https://graph.microsoft.com/Mail.ReadWrite',
-        'https://graph.microsoft.com/Mail.ReadWrite.Shared',
-        'https://graph.microsoft.com/User.Read',
-      ],
+      scopes: GRAPH_MAIL_SCOPES,
     });
   });
 
