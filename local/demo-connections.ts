@@ -49,7 +49,7 @@ export async function prepareDemoConnections(demo: SandboxDemo, services: Servic
     const connection = existing?.value ?? (await createConnection(services.api.connections, { customerId: DEMO_CUSTOMER, mode, appId: app.id, transports, tags: { demo: 'npm-start' } }));
     if (!existing) {
       // The application connection serves the demo tenant's shared mailbox, so its PowerShell has per-mailbox commands.
-      if (mode === 'application') await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => new Date() }, connection, { address: demo.directory.sharedMailbox, kind: 'shared' });
+      if (mode === 'application') await addMailbox({ mailboxes: services.repositories.mailboxes, receiveState: services.repositories.receiveState, now: () => new Date() }, connection, { address: demo.directory.sharedMailbox, kind: 'shared' });
       await demo.rememberConnection(name, connection.id);
     }
     const link = await identity.links.issue(DEMO_CUSTOMER, connection.id, 'connect');

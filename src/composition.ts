@@ -57,6 +57,16 @@ import { graphSender } from './mail/graph-sender.js';
 import { smtpSender, type PooledMailSender } from './mail/smtp-sender.js';
 import type { MailSender } from './mail/mail-transport.js';
 import { DEFAULT_GOVERNOR_LIMITS } from './domain/send-governor.js';
+import type { Connection } from './domain/connection.js';
+import { DEFAULT_RECEIVE_POLICY } from './domain/receive-state.js';
+import { graphReceiver } from './mail/graph-receiver.js';
+import type { FoundMessage, ImapReceiver, MailServerAddress, Pop3Receiver } from './mail/mail-receiver.js';
+import { InboxContent } from './receiving/inbox-content.js';
+import { ingestMessage, type IngestMailbox } from './receiving/ingest-message.js';
+import { handleNotifications, type NotificationBatch, type NotificationOutcome } from './receiving/graph-notifications.js';
+import { pollMailbox, type PollJob, type PollOutcome, type Receivers } from './receiving/poll-mailbox.js';
+import { ReceiveStates } from './receiving/receive-states.js';
+import { enqueueDuePolls, type PollScan } from './receiving/schedule-polls.js';
 
 /**
  * Builds the connector's dependencies from configuration, once per process. This is the only
@@ -83,6 +93,17 @@ export interface Services {
   identity: IdentityServices | undefined;
   /** The send-mail queue's work; undefined until an app registration is configured. */
   sendMessage: ((job: SendJob) => Promise<SendOutcome>) | undefined;
+  /** Received messages' MIME in Blob storage. */
+  inboxContent: InboxContent;
+  /** Polling, Graph notifications; undefined until an app registration is configured. */
+  receiving: ReceivingServices | undefined;
+}
+
+export interface ReceivingServices {
+  pollMailbox(job: PollJob): Promise<PollOutcome>;
+  /** The poll timer's and poll-scan queue's work: one page of due mailboxes. */
+  enqueueDuePolls(scan: PollScan): Promise<{ enqueued: number; more: boolean }>;
+  handleNotifications(batch: NotificationBatch): Promise<NotificationOutcome>;
 }
 
 export interface IdentityServices {
@@ -174,6 +195,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     new PayloadStore(storage.blobService, CONTAINERS.outbox),
     new PayloadStore(storage.blobService, CONTAINERS.uploads),
   );
+  const inboxContent = new InboxContent(new PayloadStore(storage.blobService, CONTAINERS.inbox));
   const enqueueSend = async (job: SendJob, delaySeconds: number) => {
     // Queue messages live 7 days and wait at most that long; a later send comes back and waits again.
     await queues.publish(QUEUES.sendMail, job, { delaySeconds: Math.min(delaySeconds, MAX_QUEUE_DELAY_SECONDS) });
@@ -271,6 +293,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
           return { id, size: bytes.length, contentType, expiresAt: new Date(created.getTime() + UPLOAD_TTL_MS).toISOString() };
         },
       },
+      receivedContent: (message) => inboxContent.get(message.blobName),
       appProblem: (appId) =>
         appProblemCache.get(appId, async () => {
           const broken = identity && (await identity.apps.get(appId))?.misconfigured;
@@ -292,6 +315,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
       },
     },
     identity,
+    inboxContent,
+    receiving: identity && buildReceiving({ config, repositories, identity, content: inboxContent, queues, recordEvent: record, logger, metrics, now }),
     sendMessage: identity && buildSending({ config, repositories, identity, content: outboxContent, enqueue: enqueueSend, recordEvent: record, logger, metrics, now }),
     recordEvent: record,
     deliverEvent: (message) =>
@@ -371,7 +396,7 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
   const connect = new ConnectFlow({
     repositories,
     connections: deps.connections,
-    mailboxes: { mailboxes: repositories.mailboxes, now },
+    mailboxes: { mailboxes: repositories.mailboxes, receiveState: repositories.receiveState, now },
     links,
     states: new SignInStates(repositories.signInStates, keys, now),
     msal,
@@ -469,6 +494,137 @@ function buildSending(deps: SendingBuildDeps): (job: SendJob) => Promise<SendOut
       },
       job,
     );
+}
+
+export interface ReceivingBuildDeps {
+  config: Config;
+  repositories: Repositories;
+  identity: IdentityServices;
+  content: InboxContent;
+  queues: QueuePublisher;
+  recordEvent: (event: NewEvent) => Promise<unknown>;
+  logger: Logger;
+  metrics: Metrics;
+  now: () => Date;
+  /** Tests replace where Graph is told to post notifications (undefined: notifications off). */
+  notificationUrls?: { notifications: string; lifecycle: string } | undefined;
+}
+
+/** Messages handed over per folder per look: enough to keep up with a busy mailbox, few enough for one invocation. */
+const RECEIVE_BATCH_SIZE = 50;
+/** How far back a cursor that had to start over (UIDVALIDITY, an expired delta token) looks again. */
+const RESYNC_DAYS = 7;
+/** Longer than a look of RECEIVE_BATCH_SIZE messages takes. */
+const POLL_LEASE_MS = 5 * 60_000;
+
+export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
+  const { identity, repositories, config } = deps;
+  const publicBaseUrl = config.identity?.publicBaseUrl ?? '';
+  const states = new ReceiveStates({ states: repositories.receiveState, now: deps.now, owner: randomUUID(), leaseMs: POLL_LEASE_MS });
+  // One set of receivers per app registration: each has its cloud's hosts.
+  const receivers = new Map<string, Receivers>();
+  const receiversOf = (connection: Connection): Receivers => {
+    let set = receivers.get(connection.appId);
+    if (!set) {
+      const cloud = identity.msal.app(connection.appId).cloud;
+      set = {
+        imap: lazyImapReceiver({ ...cloud.imap, timeoutMs: 120_000 }),
+        pop3: lazyPop3Receiver({ ...cloud.pop3, timeoutMs: 120_000 }),
+        graph: graphReceiver({ graphUrl: cloud.graphUrl }),
+      };
+      receivers.set(connection.appId, set);
+    }
+    return set;
+  };
+  const ingest = (mailbox: IngestMailbox, found: FoundMessage) =>
+    ingestMessage(
+      {
+        inbox: repositories.inbox,
+        content: deps.content,
+        recordEvent: deps.recordEvent,
+        rawUrl: (customerId, connectionId, messageId) =>
+          `${publicBaseUrl}/api/v1/customers/${encodeURIComponent(customerId)}/connections/${connectionId}/messages/${messageId}/raw`,
+        retentionMs: config.receiving.retentionMs,
+        now: deps.now,
+      },
+      mailbox,
+      found,
+    );
+  const enqueuePoll = async (job: PollJob, delaySeconds: number) => {
+    await deps.queues.publish(QUEUES.pollMailbox, job, { delaySeconds });
+  };
+  const policy = DEFAULT_RECEIVE_POLICY;
+  return {
+    pollMailbox: (job) =>
+      pollMailbox(
+        {
+          states,
+          connections: repositories.connections,
+          mailboxes: repositories.mailboxes,
+          tokens: identity.accessTokens,
+          receivers: receiversOf,
+          ingest,
+          subscriptions: {
+            index: repositories.graphSubscriptions,
+            urls:
+              'notificationUrls' in deps
+                ? deps.notificationUrls
+                : config.receiving.graphNotifications
+                  ? { notifications: `${publicBaseUrl}/api/graph/notifications`, lifecycle: `${publicBaseUrl}/api/graph/lifecycle` }
+                  : undefined,
+            policy,
+            logger: deps.logger,
+            now: deps.now,
+          },
+          enqueuePoll,
+          policy,
+          batchSize: RECEIVE_BATCH_SIZE,
+          resyncDays: RESYNC_DAYS,
+          logger: deps.logger,
+          metrics: deps.metrics,
+          now: deps.now,
+        },
+        job,
+      ),
+    enqueueDuePolls: (scan) => enqueueDuePolls({ states: repositories.receiveState, queues: deps.queues, now: deps.now }, scan),
+    handleNotifications: (batch) =>
+      handleNotifications(
+        {
+          index: repositories.graphSubscriptions,
+          connections: repositories.connections,
+          mailboxes: repositories.mailboxes,
+          states,
+          tokens: identity.accessTokens,
+          graph: (connection) => receiversOf(connection).graph,
+          ingest,
+          enqueuePoll,
+          logger: deps.logger,
+          metrics: deps.metrics,
+        },
+        batch,
+      ),
+  };
+}
+
+/** The IMAP and POP3 clients are loaded on the first look: a Graph-only connector never needs them. */
+function lazyImapReceiver(server: MailServerAddress): ImapReceiver {
+  let receiver: Promise<ImapReceiver> | undefined;
+  return {
+    async poll(request) {
+      receiver ??= import('./mail/imap-receiver.js').then((module) => module.imapReceiver(server));
+      return (await receiver).poll(request);
+    },
+  };
+}
+
+function lazyPop3Receiver(server: MailServerAddress): Pop3Receiver {
+  let receiver: Promise<Pop3Receiver> | undefined;
+  return {
+    async poll(request) {
+      receiver ??= import('./mail/pop3-receiver.js').then((module) => module.pop3Receiver(server));
+      return (await receiver).poll(request);
+    },
+  };
 }
 
 const lazyProbes: Probes = {

@@ -43,8 +43,17 @@ export interface Config {
   /** The vendor's Entra app registrations and the connect flow; absent when no app is configured. */
   identity: IdentityConfig | undefined;
   sending: SendingConfig;
+  receiving: ReceivingConfig;
   /** True inside Azure App Service / Functions (see isRunningInAzure). */
   runningInAzure: boolean;
+}
+
+/** Inbound mail. */
+export interface ReceivingConfig {
+  /** How long a received message's MIME is kept for download. */
+  retentionMs: number;
+  /** Ask Graph for change notifications (false: Graph mailboxes are polled by delta only). */
+  graphNotifications: boolean;
 }
 
 /** Outbound mail: Microsoft's per-mailbox limits as the connector keeps them, and how long a message is tried. */
@@ -243,6 +252,15 @@ const envSchema = z.object({
   SEND_CONCURRENCY: setting(positiveIntegerUpTo(16)),
   MAX_MESSAGE_MB: setting(positiveIntegerUpTo(150)),
   SEND_RETRY_WINDOW: setting(durationBetween(60_000, 7 * 86_400_000, 'must be a duration from 1m to 7d, such as 24h')),
+  RECEIVE_RETENTION: setting(durationBetween(86_400_000, 90 * 86_400_000, 'must be a duration from 1d to 90d, such as 7d')),
+  GRAPH_NOTIFICATIONS: setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(['on', 'off'], { error: 'must be "on" or "off"' }))
+      .transform((v) => v === 'on'),
+  ),
   CONNECTION_DEGRADED_AFTER: setting(durationBetween(3_600_000, 30 * 86_400_000, 'must be a duration from 1h to 30d, such as 72h')),
   ENTRA_CREDENTIAL_EXPIRES_AT: setting(
     z
@@ -321,6 +339,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       concurrent: values.SEND_CONCURRENCY ?? 4,
       maxMessageBytes: (values.MAX_MESSAGE_MB ?? 35) * 1024 * 1024,
       retryWindowMs: values.SEND_RETRY_WINDOW ?? 24 * 3_600_000,
+    },
+    receiving: {
+      retentionMs: values.RECEIVE_RETENTION ?? 7 * 86_400_000,
+      graphNotifications: values.GRAPH_NOTIFICATIONS ?? true,
     },
   };
 }

@@ -70,7 +70,8 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
   await registry.runHooks('appStart', { hookData: {}, appHookData: registry.appHookData, functionAppDirectory: appDir });
 
   const settings = await readHostSettings(appDir);
-  const functions = [...registry.functions.values()];
+  // As the Functions host: app setting AzureWebJobs.<name>.Disabled=true keeps a function from running.
+  const functions = [...registry.functions.values()].filter((fn) => !isDisabled(env[`AzureWebJobs.${fn.metadata.name}.Disabled`]));
   const summaries: FunctionSummary[] = [];
 
   const run = async (fn: RegisteredFunction, reason: string, inputName: string, data: RpcTypedData, triggerMetadata: Record<string, RpcTypedData>) => {
@@ -231,3 +232,6 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+function isDisabled(setting: string | undefined): boolean {
+  return setting !== undefined && ['true', '1'].includes(setting.trim().toLowerCase());
+}

@@ -44,6 +44,7 @@ export function apiHttpHandler<S>(route: ApiRoute<S>, runtime: () => Promise<Api
       if (route.upload) raw.bytes = await readBody(request, route.upload.maxBytes);
       else raw.body = await readJsonBody(request, route.maxBodyBytes ?? MAX_BODY_BYTES);
       const result = await route.execute(raw, principal, services);
+      if (result.bytes) return { status: result.status, headers: { 'x-request-id': requestId, ...result.headers }, body: result.bytes };
       return {
         status: result.status,
         headers: {

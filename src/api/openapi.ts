@@ -69,6 +69,7 @@ export function buildOpenApiDocument<S>(routes: readonly ApiRoute<S>[], webhooks
         ...(response.schema && {
           content: { [problem ? 'application/problem+json' : 'application/json']: { schema: convert(response.schema, 'output') } },
         }),
+        ...(response.file !== undefined && { content: { [response.file]: { schema: { type: 'string', contentMediaType: response.file } } } }),
       };
     }
     (paths[path] ??= {})[route.method.toLowerCase()] = {

@@ -6,6 +6,7 @@ const PROBLEM_DESCRIPTIONS: Record<number, string> = {
   401: 'Missing, invalid or expired credentials.',
   404: 'No such resource, or not one these credentials can see.',
   409: 'The request conflicts with the current state.',
+  410: 'It existed, but is no longer kept.',
   413: 'The request body is too large.',
   415: 'The request body is not JSON.',
   500: 'Something went wrong on our side; the problem names the request id.',

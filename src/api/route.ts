@@ -17,6 +17,8 @@ export interface ResponseSpec {
   status: number;
   description: string;
   schema?: z.ZodType;
+  /** A response that is a file rather than JSON: its media type. */
+  file?: string;
   /** Response headers worth documenting, by name: their description. */
   headers?: Record<string, string>;
 }
@@ -24,6 +26,8 @@ export interface ResponseSpec {
 export interface ApiResult {
   status: number;
   body?: unknown;
+  /** A file as the answer, instead of JSON; its Content-Type goes in `headers`. */
+  bytes?: Buffer;
   headers?: Record<string, string>;
 }
 

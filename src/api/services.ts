@@ -1,3 +1,4 @@
+import type { InboundMessage } from '../domain/inbound-message.js';
 import { z } from 'zod';
 import type { ConnectionDeps } from '../connections/connections.js';
 import type { AppProblem, Connection } from '../domain/connection.js';
@@ -56,5 +57,7 @@ export interface ApiServices {
     submit(connection: Connection, request: MessageRequest, idempotencyKey: string | undefined): Promise<{ message: OutboundMessage; created: boolean }>;
     upload(connection: Connection, bytes: Buffer, contentType: string): Promise<{ id: string; size: number; contentType: string; expiresAt: string }>;
   };
+  /** A received message's MIME, or undefined once retention deleted it. */
+  receivedContent(message: InboundMessage): Promise<Buffer | undefined>;
   now(): Date;
 }

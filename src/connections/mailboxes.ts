@@ -1,7 +1,9 @@
 import type { Connection } from '../domain/connection.js';
 import { newId } from '../domain/ids.js';
-import type { Mailbox } from '../domain/mailbox.js';
+import type { Mailbox, ReceiveSettings } from '../domain/mailbox.js';
+import { newReceiveState } from '../domain/receive-state.js';
 import { keys, type Repositories } from '../store/repositories.js';
+import { AlreadyExistsError } from '../store/table-repository.js';
 
 /**
  * The mailboxes a connection serves. A delegated connection starts with the signed-in user's own
@@ -12,6 +14,8 @@ import { keys, type Repositories } from '../store/repositories.js';
 
 export interface MailboxDeps {
   mailboxes: Repositories['mailboxes'];
+  /** Where a receiving mailbox's looks are scheduled (its row is made with the mailbox). */
+  receiveState: Repositories['receiveState'];
   now(): Date;
 }
 
@@ -19,6 +23,7 @@ export interface NewMailbox {
   address: string;
   kind: Mailbox['kind'];
   displayName?: string;
+  receive?: ReceiveSettings;
 }
 
 export async function listMailboxes(deps: Pick<MailboxDeps, 'mailboxes'>, connection: Pick<Connection, 'customerId' | 'id'>): Promise<Mailbox[]> {
@@ -37,17 +42,33 @@ export async function addMailbox(deps: MailboxDeps, connection: Connection, inpu
     address: input.address,
     kind: input.kind,
     ...(input.displayName !== undefined && { displayName: input.displayName }),
+    ...(input.receive !== undefined && { receive: input.receive }),
     sendTransport: connection.transports.send,
     receiveTransport: connection.transports.receive,
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
   };
   await deps.mailboxes.create(keys.mailbox(connection.customerId, connection.id, mailbox.id), mailbox);
+  await startReceiving(deps, mailbox);
   return { mailbox, created: true };
 }
 
-export async function removeMailbox(deps: Pick<MailboxDeps, 'mailboxes'>, customerId: string, connectionId: string, mailboxId: string): Promise<boolean> {
-  return deps.mailboxes.delete(keys.mailbox(customerId, connectionId, mailboxId));
+/** Makes the mailbox's receive-state row, so the poll timer finds it; nothing for one that does not receive. */
+export async function startReceiving(deps: Pick<MailboxDeps, 'receiveState' | 'now'>, mailbox: Mailbox): Promise<void> {
+  const state = newReceiveState(mailbox, deps.now());
+  if (!state) return;
+  try {
+    await deps.receiveState.create(keys.receiveState(mailbox.customerId, mailbox.connectionId, mailbox.id), state);
+  } catch (error) {
+    if (!(error instanceof AlreadyExistsError)) throw error;
+  }
+}
+
+export async function removeMailbox(deps: Pick<MailboxDeps, 'mailboxes' | 'receiveState'>, customerId: string, connectionId: string, mailboxId: string): Promise<boolean> {
+  const removed = await deps.mailboxes.delete(keys.mailbox(customerId, connectionId, mailboxId));
+  // The poll that finds no mailbox also drops this row (and the subscriptions expire on their own).
+  await deps.receiveState.delete(keys.receiveState(customerId, connectionId, mailboxId));
+  return removed;
 }
 
 /** Mail addresses compare without regard to case (Exchange treats them so). */

@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'message.sent',
   'message.deferred',
   'message.failed',
+  'message.received',
 ] as const;
 
 /**

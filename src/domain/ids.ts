@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { monotonicFactory } from 'ulid';
 
 /**
@@ -6,7 +7,7 @@ import { monotonicFactory } from 'ulid';
  * can be turned into a row-key bound ("events since 10:00").
  */
 
-export type IdPrefix = 'con' | 'evt' | 'mbx' | 'whk' | 'msg' | 'att';
+export type IdPrefix = 'con' | 'evt' | 'mbx' | 'whk' | 'msg' | 'att' | 'rcv';
 
 const ulid = monotonicFactory();
 
@@ -20,6 +21,29 @@ export function idLowerBound(prefix: IdPrefix, time: Date): string {
 }
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+/**
+ * An id made from what a thing is rather than when it was made: the same parts give the same id,
+ * so a received message found twice (a notification and a delta round, a resync) is one message.
+ * 26 Crockford characters of a SHA-256, like a ULID in shape but with no time in it.
+ */
+export function derivedId(prefix: IdPrefix, parts: readonly string[]): string {
+  const digest = createHash('sha256').update(parts.join('\u0000'), 'utf8').digest();
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of digest) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5 && out.length < 26) {
+      out += CROCKFORD[(value >>> (bits - 5)) & 31] ?? '0';
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+    if (out.length === 26) break;
+  }
+  return `${prefix}_${out}`;
+}
 
 function encodeTime(ms: number): string {
   let out = '';
@@ -38,6 +62,7 @@ export const ID_PATTERN: Record<IdPrefix, RegExp> = {
   whk: /^whk_[0-9A-HJKMNP-TV-Z]{26}$/,
   msg: /^msg_[0-9A-HJKMNP-TV-Z]{26}$/,
   att: /^att_[0-9A-HJKMNP-TV-Z]{26}$/,
+  rcv: /^rcv_[0-9A-HJKMNP-TV-Z]{26}$/,
 };
 
 /**

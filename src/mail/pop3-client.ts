@@ -60,6 +60,12 @@ export interface Pop3Uid {
   uid: string;
 }
 
+export interface Pop3Size {
+  message: number;
+  /** Octets, as the server counts them (CRLF line ends). */
+  size: number;
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 // RFC 1939 limits a status line to 512 octets, but message lines have no limit in practice; a
 // line this long is a server that is not speaking POP3.
@@ -153,20 +159,34 @@ export class Pop3Client {
   }
 
   /** The unique id of every message in the maildrop (messages marked deleted are left out by the server). */
-  async uidl(): Promise<Pop3Uid[]> {
-    const lines = await this.multiLine('UIDL');
-    return lines.map((line) => {
-      const match = /^(\d+) ([\x21-\x7e]{1,70})$/.exec(line);
-      if (!match) throw this.malformed('UIDL', line);
-      return { message: Number(match[1]), uid: match[2] as string };
+  uidl(): Promise<Pop3Uid[]>;
+  /** The unique id of one message: a single line, however many messages the maildrop holds. */
+  uidl(message: number): Promise<Pop3Uid>;
+  async uidl(message?: number): Promise<Pop3Uid[] | Pop3Uid> {
+    if (message === undefined) return (await this.multiLine('UIDL')).map((line) => this.uidLine('UIDL', line));
+    const command = `UIDL ${messageNumber(message)}`;
+    return this.uidLine(command, (await this.ok(command)).replace(/^\+OK\s*/, ''));
+  }
+
+  /** The size in octets of every message in the maildrop. */
+  async list(): Promise<Pop3Size[]> {
+    return (await this.multiLine('LIST')).map((line) => {
+      // RFC 1939 lets a server add information after the size.
+      const match = /^(\d+) (\d+)(?: |$)/.exec(line);
+      if (!match) throw this.malformed('LIST', line);
+      return { message: Number(match[1]), size: Number(match[2]) };
     });
   }
 
   /** Message `message` as its octets: CRLF line ends, the server's dot-stuffing undone. */
   async retr(message: number): Promise<Buffer> {
-    if (!Number.isSafeInteger(message) || message < 1) throw new RangeError(`A POP3 message number is a positive integer, got ${message}.`);
-    const lines = await this.multiLine(`RETR ${message}`);
+    const lines = await this.multiLine(`RETR ${messageNumber(message)}`);
     return Buffer.from(lines.map((line) => `${line}\r\n`).join(''), 'latin1');
+  }
+
+  /** Marks message `message` deleted; the server removes it once it has answered QUIT, and never otherwise. */
+  async dele(message: number): Promise<void> {
+    await this.ok(`DELE ${messageNumber(message)}`);
   }
 
   /** Ends the session; the server commits deletions only on a QUIT it answered. */
@@ -259,10 +279,22 @@ export class Pop3Client {
     return new Pop3Error(code, command, `${what}: ${serverText}`, serverText, options);
   }
 
+  /** "<message number> <unique id>": a line of the UIDL listing, or the single-message reply after its +OK. */
+  private uidLine(command: string, line: string): Pop3Uid {
+    const match = /^(\d+) ([\x21-\x7e]{1,70})$/.exec(line);
+    if (!match) throw this.malformed(command, line);
+    return { message: Number(match[1]), uid: match[2] as string };
+  }
+
   private malformed(command: string, reply: string): Pop3Error {
     const serverText = redactText(reply);
     return new Pop3Error('POP3_PROTOCOL', command, `The POP3 server's reply to ${command} is malformed: ${serverText}`, serverText);
   }
+}
+
+function messageNumber(message: number): number {
+  if (!Number.isSafeInteger(message) || message < 1) throw new RangeError(`A POP3 message number is a positive integer, got ${message}.`);
+  return message;
 }
 
 function singleLine(line: string): { done: true; value: string } {

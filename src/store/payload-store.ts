@@ -64,6 +64,31 @@ export class PayloadStore {
     return this.container.exists();
   }
 
+  /** The names of the first level of "folders" (name prefixes up to the first `/`). */
+  async folders(): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const item of this.container.listBlobsByHierarchy('/')) {
+        if (item.kind === 'prefix') names.push(item.name.replace(/\/$/, ''));
+      }
+    } catch (error) {
+      if (error instanceof RestError && error.statusCode === 404) return [];
+      throw error;
+    }
+    return names;
+  }
+
+  /** Deletes every payload under `folder/`; returns how many. */
+  async deleteFolder(folder: string): Promise<number> {
+    if (folder.includes('..') || folder.includes('/')) throw new RangeError('A folder is one name without "/" or ".."');
+    let deleted = 0;
+    for await (const blob of this.container.listBlobsFlat({ prefix: `${folder}/` })) {
+      await this.container.getBlockBlobClient(blob.name).deleteIfExists();
+      deleted++;
+    }
+    return deleted;
+  }
+
   private ensureContainer(): Promise<unknown> {
     this.ensured ??= this.container.createIfNotExists().catch((error: unknown) => {
       this.ensured = undefined;

@@ -10,6 +10,8 @@ import { appHealthSchema, type AppHealth } from '../domain/app-health.js';
 import { connectResultSchema, type ConnectResult } from '../connect/connect-results.js';
 import { outboundMessageSchema, type OutboundMessage } from '../domain/outbound-message.js';
 import { governorStateSchema, type GovernorState } from '../domain/send-governor.js';
+import { receiveStateSchema, type ReceiveState } from '../domain/receive-state.js';
+import { inboundMessageSchema, type InboundMessage } from '../domain/inbound-message.js';
 import { z } from 'zod';
 import type { StorageClients } from './storage-clients.js';
 import { TABLES } from './storage-layout.js';
@@ -36,7 +38,20 @@ export interface Repositories {
   outbox: TableRepository<OutboundMessage>;
   idempotencyKeys: TableRepository<IdempotencyRecord>;
   sendGovernor: TableRepository<GovernorState>;
+  receiveState: TableRepository<ReceiveState>;
+  inbox: TableRepository<InboundMessage>;
+  graphSubscriptions: TableRepository<SubscriptionIndex>;
 }
+
+/** Which mailbox a Graph subscription is for, found by the subscription id a notification names. */
+export const subscriptionIndexSchema = z.object({
+  customerId: z.string(),
+  connectionId: z.string(),
+  mailboxId: z.string(),
+  folder: z.string(),
+  clientStateHash: z.string(),
+});
+export type SubscriptionIndex = z.infer<typeof subscriptionIndexSchema>;
 
 /** What an Idempotency-Key stands for: the message it created and the request that created it. */
 export const idempotencyRecordSchema = z.object({ messageId: z.string(), requestHash: z.string(), createdAt: z.iso.datetime() });
@@ -48,7 +63,7 @@ export function createRepositories(storage: StorageClients): Repositories {
   return {
     customers: repo(TABLES.customers, customerSchema, ['tags']),
     connections: repo(TABLES.connections, connectionSchema, ['tags', 'transports', 'account', 'granted', 'stateReason', 'lastEvent']),
-    mailboxes: repo(TABLES.mailboxes, mailboxSchema, []),
+    mailboxes: repo(TABLES.mailboxes, mailboxSchema, ['receive']),
     events: repo(TABLES.events, storedEventSchema, ['tags', 'data', 'deliveries']),
     apiKeys: repo(TABLES.apiKeys, apiKeyRecordSchema, []),
     jwtIssuers: repo(TABLES.jwtIssuers, jwtIssuerSchema, []),
@@ -60,6 +75,9 @@ export function createRepositories(storage: StorageClients): Repositories {
     outbox: repo(TABLES.outbox, outboundMessageSchema, ['content', 'attempts', 'lastError', 'lastEvent']),
     idempotencyKeys: repo(TABLES.idempotencyKeys, idempotencyRecordSchema, []),
     sendGovernor: repo(TABLES.sendGovernor, governorStateSchema, ['sends', 'slots']),
+    receiveState: repo(TABLES.receiveState, receiveStateSchema, ['lease', 'imap', 'pop3', 'graph', 'subscriptions', 'lastError']),
+    inbox: repo(TABLES.inbox, inboundMessageSchema, ['attachments']),
+    graphSubscriptions: repo(TABLES.graphSubscriptions, subscriptionIndexSchema, []),
   };
 }
 
@@ -88,5 +106,12 @@ export const keys = {
   /** The key itself is the vendor's and may hold anything; its hash is what is kept. */
   idempotencyKey: (customerId: string, connectionId: string, keyHash: string): EntityKey => ({ partitionKey: customerId, rowKey: `${connectionId}.${keyHash}` }),
   /** One row per mailbox: Microsoft's limits are the mailbox's, whichever connection sends. */
+  receiveState: (customerId: string, connectionId: string, mailboxId: string): EntityKey => ({
+    partitionKey: customerId,
+    rowKey: `${connectionId}.${mailboxId}`,
+  }),
+  inboundMessage: (customerId: string, messageId: string): EntityKey => ({ partitionKey: customerId, rowKey: messageId }),
+  /** Subscription ids are GUIDs; one partition keeps the lookup a point read. */
+  graphSubscription: (subscriptionId: string): EntityKey => ({ partitionKey: 'subscription', rowKey: subscriptionId }),
   sendGovernor: (address: string): EntityKey => ({ partitionKey: Buffer.from(address.toLowerCase(), 'utf8').toString('base64url'), rowKey: 'limits' }),
 };

@@ -17,6 +17,9 @@ export const TABLES = {
   outbox: 'outbox',
   idempotencyKeys: 'idempotencykeys',
   sendGovernor: 'sendgovernor',
+  receiveState: 'receivestate',
+  inbox: 'inbox',
+  graphSubscriptions: 'graphsubscriptions',
 } as const;
 
 export const QUEUES = {
@@ -28,6 +31,12 @@ export const QUEUES = {
   refreshScan: 'refresh-scan',
   /** One message per outbound message to send (or to look at again: retries, scheduled sends). */
   sendMail: 'send-mail',
+  /** One message per page of mailboxes due for a look still to be enqueued (the poll timer's fan-out, continued). */
+  pollScan: 'poll-scan',
+  /** One message per mailbox to look at for new mail. */
+  pollMailbox: 'poll-mailbox',
+  /** One message per batch of Graph change or lifecycle notifications, as Graph posted it. */
+  graphNotification: 'graph-notification',
 } as const;
 
 export const CONTAINERS = {
@@ -37,6 +46,8 @@ export const CONTAINERS = {
   outbox: 'outbox',
   /** Attachments uploaded on their own (POST …/attachments), for 24 hours. */
   uploads: 'uploads',
+  /** Received messages (MIME), by day, for the retention period (RECEIVE_RETENTION). */
+  inbox: 'inbox',
 } as const;
 
 export interface StorageLayout {

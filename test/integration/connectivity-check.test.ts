@@ -109,7 +109,7 @@ describe('connectivity check', () => {
     if (!mailServer) return context.skip('the mail server cannot run on this machine');
     const { connection } = await connected({ send: 'smtp', receive: 'graph' });
     const ghost = `nobody@${contoso.domain}`;
-    await addMailbox({ mailboxes: env.services.repositories.mailboxes, now: () => new Date() }, connection, { address: ghost, kind: 'shared' });
+    await addMailbox({ mailboxes: env.services.repositories.mailboxes, receiveState: env.services.repositories.receiveState, now: () => new Date() }, connection, { address: ghost, kind: 'shared' });
     const result = await check(connection, { mailboxes: [ghost] });
     expect(summary(result.steps)).toEqual(['token:graph:ok', 'token:outlook:ok', `graph:${ghost}:failed:mailbox_not_found`, `smtp:${ghost}:failed:authentication_failed`]);
     const graph = result.steps.find((step) => step.step === 'graph');

@@ -133,6 +133,29 @@ describe('Pop3Client', () => {
     expect(Buffer.from(XOAUTH2, 'base64').toString()).toBe(`user=${USER}\x01auth=Bearer ${TOKEN}\x01\x01`);
   });
 
+  it("one message's UIDL, the sizes, and DELE", async () => {
+    const client = await start((command) => {
+      if (command === 'UIDL 2') return ['+OK 2 AAMkAGI2TG94AAA='];
+      if (command === 'UIDL 9') return ['-ERR There is no message 9.'];
+      if (command === 'LIST') return ['+OK 2 messages (320 octets)', '1 120', '2 200 extra words a server may add', '.'];
+      if (command === 'DELE 1') return ['+OK Deleted.'];
+      return ['-ERR unexpected'];
+    });
+    try {
+      expect(await client.uidl(2)).toEqual({ message: 2, uid: 'AAMkAGI2TG94AAA=' });
+      await expect(client.uidl(9)).rejects.toMatchObject({ code: 'POP3_ERR', command: 'UIDL 9', serverText: '-ERR There is no message 9.' });
+      expect(await client.list()).toEqual([
+        { message: 1, size: 120 },
+        { message: 2, size: 200 },
+      ]);
+      await client.dele(1);
+      await expect(client.dele(0)).rejects.toThrow(RangeError);
+    } finally {
+      client.close();
+    }
+    expect(received).toEqual(['UIDL 2', 'UIDL 9', 'LIST', 'DELE 1']);
+  });
+
   it('an empty message and an empty maildrop', async () => {
     const client = await start((command) => (command === 'UIDL' ? ['+OK', '.'] : ['+OK 0 octets', '.']));
     try {
@@ -224,10 +247,16 @@ describe('Pop3Client', () => {
   });
 
   it('malformed replies', async () => {
-    const client = await start((command) => (command === 'STAT' ? ['+OK lots'] : ['+OK', 'not a uid line', '.']));
+    const client = await start((command) => {
+      if (command === 'STAT') return ['+OK lots'];
+      if (command === 'UIDL 1') return ['+OK'];
+      return ['+OK', 'not a uid line', '.'];
+    });
     try {
       await expect(client.stat()).rejects.toMatchObject({ code: 'POP3_PROTOCOL', command: 'STAT' });
       await expect(client.uidl()).rejects.toMatchObject({ code: 'POP3_PROTOCOL', command: 'UIDL' });
+      await expect(client.uidl(1)).rejects.toMatchObject({ code: 'POP3_PROTOCOL', command: 'UIDL 1' });
+      await expect(client.list()).rejects.toMatchObject({ code: 'POP3_PROTOCOL', command: 'LIST' });
     } finally {
       client.close();
     }

@@ -121,6 +121,8 @@ export async function startConnectEnvironment(options: ConnectEnvironmentOptions
     ENTRA_GRAPH_URL: sandbox.graphBase,
     PUBLIC_BASE_URL: baseUrl,
     VENDOR_NAME,
+    // Tests look at mailboxes themselves (services.receiving); a test that wants the timer sets this to false.
+    'AzureWebJobs.poll-timer.Disabled': 'true',
     ...options.env,
   });
   const services = await getServices();
@@ -151,7 +153,7 @@ export async function startConnectEnvironment(options: ConnectEnvironmentOptions
         await services.repositories.customers.create(keys.customer(customerId), { id: customerId, displayName: `Customer ${customerId}`, tags: {}, createdAt: now().toISOString(), updatedAt: now().toISOString() });
       }
       const connection = await createConnection(services.api.connections, { customerId, mode, appId: 'default', transports, tags: {} });
-      for (const address of mailboxes) await addMailbox({ mailboxes: services.repositories.mailboxes, now }, connection, { address, kind: 'shared' });
+      for (const address of mailboxes) await addMailbox({ mailboxes: services.repositories.mailboxes, receiveState: services.repositories.receiveState, now }, connection, { address, kind: 'shared' });
       return connection;
     },
     async link(connection, purpose = 'connect') {

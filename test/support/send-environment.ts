@@ -32,6 +32,8 @@ export const PASSWORD = 'correct horse battery staple';
 const quiet = createLogger({ level: 'error', sink: () => undefined });
 
 export interface SendTestKit {
+  /** The Authorization header of the kit's API key. */
+  authorization: string;
   api(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string>; raw?: Buffer; contentType?: string }): Promise<{ status: number; body: unknown; headers: Headers }>;
   /** A delegated connection of a new user of the tenant, with a mailbox, signed in with a password. */
   delegated(customerId: string, tenantId: string, domain: string, transports: Transports): Promise<{ connection: Connection; upn: string }>;
@@ -57,6 +59,7 @@ export async function sendTestKit(env: ConnectEnvironment, users: { count: numbe
   const content = new OutboxContent(new PayloadStore(env.services.storage.blobService, CONTAINERS.outbox), new PayloadStore(env.services.storage.blobService, CONTAINERS.uploads));
 
   const kit: SendTestKit = {
+    authorization: `Bearer ${key}`,
     async api(path, init = {}) {
       const response = await fetch(`${env.baseUrl}/api/${path}`, {
         method: init.method ?? (init.body !== undefined || init.raw !== undefined ? 'POST' : 'GET'),

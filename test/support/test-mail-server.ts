@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
 import { ImapFlow } from 'imapflow';
 import { inject } from 'vitest';
+import { dumpImapCommandStats, imapCommandCountsIn } from '../../local/sandbox/mail-server/index.js';
 import type { MailServerForTests } from '../integration/mail-server.global-setup.js';
 import { importSigningKey, mintDelegatedToken, type DelegatedTokenOptions, type TokenSigner } from './mail-tokens.js';
 
@@ -100,4 +102,41 @@ export async function waitForMessage(user: string, accessToken: string, subject:
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   });
+}
+
+/**
+ * The IMAP commands Dovecot finished for `user`'s sessions so far, by name ("STATUS", "EXAMINE",
+ * "UID FETCH"; commands before login, such as AUTHENTICATE, are not counted): what polls cost at
+ * the server. A session reports its commands a moment after answering them, so this waits until
+ * `loggedOut` LOGOUTs of the user are counted (a receiver's look ends with one). Counts only grow,
+ * and other test files run at the same time: use a mailbox of the test's own, and compare two
+ * readings with `commandsBetween`.
+ */
+export async function imapCommandCounts(user: string, loggedOut = 0): Promise<Record<string, number>> {
+  return (await imapCommandCountsOf([user], loggedOut)).get(user) ?? {};
+}
+
+/** imapCommandCounts for many users from one reading of Dovecot's stats. */
+export async function imapCommandCountsOf(users: readonly string[], loggedOut = 0): Promise<Map<string, Record<string, number>>> {
+  // The stack's directory holds log/dovecot.log (local/sandbox/mail-server/index.ts).
+  const stackDir = dirname(dirname(server().dovecotLogPath));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const dump = await dumpImapCommandStats(stackDir);
+    const counts = new Map(users.map((user) => [user, imapCommandCountsIn(dump, user)]));
+    const behind = users.filter((user) => (counts.get(user)?.LOGOUT ?? 0) < loggedOut);
+    if (behind.length === 0) return counts;
+    if (Date.now() > deadline) throw new Error(`Dovecot counted fewer than ${String(loggedOut)} LOGOUTs of ${behind.slice(0, 3).join(', ')}${behind.length > 3 ? ` and ${String(behind.length - 3)} more` : ''} within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** The commands counted from `before` to `after` (readings of imapCommandCounts), those that did not change left out. */
+export function commandsBetween(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const between: Record<string, number> = {};
+  for (const [command, count] of Object.entries(after)) {
+    const added = count - (before[command] ?? 0);
+    if (added !== 0) between[command] = added;
+  }
+  return between;
 }

@@ -24,7 +24,14 @@ describe('loadConfig', () => {
       allowPrivateNetworkUrls: false,
       webhookRetryScheduleMs: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000],
       sending: { perMinute: 30, concurrent: 4, maxMessageBytes: 35 * 1024 * 1024, retryWindowMs: 24 * 3_600_000 },
+      receiving: { retentionMs: 7 * 86_400_000, graphNotifications: true },
     });
+  });
+
+  it('reads the receive settings and names bad ones', () => {
+    const base = { AzureWebJobsStorage: 'UseDevelopmentStorage=true', HOME: '/h' };
+    expect(loadConfig({ ...base, RECEIVE_RETENTION: '30d', GRAPH_NOTIFICATIONS: 'OFF' }).receiving).toEqual({ retentionMs: 30 * 86_400_000, graphNotifications: false });
+    expect(() => loadConfig({ ...base, RECEIVE_RETENTION: '2h', GRAPH_NOTIFICATIONS: 'maybe' })).toThrow(/RECEIVE_RETENTION: must be a duration from 1d to 90d[\s\S]*GRAPH_NOTIFICATIONS: must be "on" or "off"/);
   });
 
   it('keeps password sign-in (ROPC) off unless ALLOW_ROPC=true', () => {

@@ -63,6 +63,9 @@ export function errorResponse(error: GraphError, ids: RequestIds, headers: Reado
   return { status: error.status, headers: { 'Content-Type': 'application/json', ...idHeaders(ids), ...error.headers, ...headers }, body: JSON.stringify(body) };
 }
 
+/** .NET's names of the statuses a wrapped Outlook error may carry. */
+const STATUS_NAMES: Readonly<Record<number, string>> = { 400: 'BadRequest', 403: 'Forbidden', 404: 'NotFound' };
+
 const invalidToken = (message: string) => new GraphError(401, 'InvalidAuthenticationToken', message);
 
 /** Every error the sandbox Graph raises, by what happened. */
@@ -122,6 +125,29 @@ export const graphErrors = {
   uploadSessionUnknown: () => new GraphError(404, 'ErrorItemNotFound', 'The upload session was not found or has already completed.'),
   contentRangeInvalid: () => new GraphError(400, 'ErrorInvalidRequest', "The Content-Range header must be 'bytes {start}-{end}/{total}' with the attachment's size as the total and as many bytes in the body as it names."),
   rangeNotExpected: (next: number) => new GraphError(416, 'ErrorInvalidRequest', `The byte range must start at ${next}, the next byte the upload session expects.`),
+
+  changeTrackingUnsupported: () => new GraphError(400, 'BadRequest', "Unsupported request: Change tracking is not supported against 'microsoft.graph.message'."),
+  syncStateInvalid: () => new GraphError(400, 'ErrorInvalidSyncStateData', 'The sync state data is corrupt or otherwise invalid.'),
+  /** A forgotten delta token: 410 with where a new initial round starts. */
+  syncStateNotFound: (location: string, generation: number, highest: number) =>
+    new GraphError(410, 'SyncStateNotFound', `The sync state generation is not found; generation=${String(generation)};[highest=${String(highest)}].`, { Location: location }),
+
+  subscriptionNotFound: () => new GraphError(404, 'ResourceNotFound', 'The object was not found.'),
+  subscriptionPayloadInvalid: () => new GraphError(400, 'InvalidRequest', 'Could not process subscription creation payload. Are all property names spelled and camelCased properly?'),
+  subscriptionPropertyRequired: (property: string) => new GraphError(400, 'InvalidRequest', `${property} is a required property for subscription creation.`),
+  subscriptionUpdateEmpty: () => new GraphError(400, 'InvalidRequest', "Subscription must contain either the 'expirationDateTime' or 'notificationUrl' property and its value."),
+  subscriptionPropertyInvalid: (property: string) => new GraphError(400, 'ValidationError', `Invalid property value for ${property}`),
+  notificationUrlScheme: (property: string, scheme: string) => new GraphError(400, 'InvalidRequest', `${property} scheme='${scheme}' is not supported.`),
+  notificationUrlInvalid: (url: string) => new GraphError(400, 'InvalidRequest', `Invalid notification url='${url}'.`),
+  subscriptionExpirationTooFar: (maxMinutes: number) => new GraphError(400, 'ExtensionError', `Subscription expiration can only be ${String(maxMinutes)} minutes in the future.`),
+  subscriptionExpirationPast: () => new GraphError(400, 'ExtensionError', 'Subscription expiration must be in the future.'),
+  subscriptionValidationFailed: () =>
+    new GraphError(400, 'ValidationError', 'Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.'),
+  subscriptionValidationMismatch: () => new GraphError(400, 'ValidationError', 'Subscription validation request failed. Response must exactly match validationToken query parameter.'),
+  subscriptionValidationTimedOut: () => new GraphError(400, 'ValidationError', 'Subscription validation request timed out.'),
+  /** Outlook's refusals reach a subscription call wrapped as Graph's change notification service words them. */
+  subscriptionExtension: (status: number, operation: 'Create' | 'Update' | 'Reauthorize', reason: string) =>
+    new GraphError(status, 'ExtensionError', `Operation: ${operation}; Exception: [Status Code: ${STATUS_NAMES[status] ?? String(status)}; Reason: ${reason}]`),
 
   mailboxConcurrency: (retryAfterSeconds: number) =>
     new GraphError(429, 'ApplicationThrottled', 'Application is over its MailboxConcurrency limit.', { 'Retry-After': String(retryAfterSeconds) }),

@@ -8,6 +8,7 @@ import type { EmailAddress, MailFolderName, MessageHeader, StoredMessage } from 
 import { graphDate } from './message-entity.js';
 import { sameText } from './mailboxes.js';
 import type { GraphEnvironment } from './router.js';
+import type { NotificationStats } from './subscription-registry.js';
 
 /**
  * The control API's mail calls (JSON under /_sandbox on the HTTPS listener, beside the identity
@@ -15,7 +16,9 @@ import type { GraphEnvironment } from './router.js';
  * - `GET /mailboxes/{address}/messages?folder=inbox|sentitems|drafts` → MessageView[], newest first
  * - `GET /graph/limits`, `PUT /graph/limits` `{ concurrent?, sendsPerMinute? }` (null = no limit) → MailboxLimits
  * - `PUT /graph/relay` `{ lmtp: { host, port }, domains }` → MailRelayOptions; `DELETE /graph/relay` switches it off
- * - `GET /graph/stats` → GraphStats: the limits' counts (mailbox-limits.ts) and the relay's (mail-relay.ts)
+ * - `GET /graph/stats` → GraphStats: the limits' counts (mailbox-limits.ts), the relay's (mail-relay.ts)
+ *   and the change notifications' (subscription-registry.ts)
+ * The receiving side's calls (injected mail, subscriptions) are receive-control.ts.
  */
 
 const limit = z.number().int().positive().nullable().optional();
@@ -27,9 +30,9 @@ const mailRelayInput = z.object({
   domains: z.array(z.string().min(1)),
 });
 
-export type GraphStats = LimitStats & RelayStats;
+export type GraphStats = LimitStats & RelayStats & { notifications: NotificationStats };
 
-const FOLDERS = ['inbox', 'sentitems', 'drafts'] as const;
+const FOLDERS: readonly MailFolderName[] = ['inbox', 'sentitems', 'drafts', 'deleteditems', 'junkemail', 'archive'];
 
 export interface AttachmentView {
   id: string;
@@ -116,6 +119,6 @@ export function mailControlRoutes(env: GraphEnvironment): Route[] {
     route('DELETE', '/graph/relay', answering(() => {
       env.relay.configure(null);
     })),
-    route('GET', '/graph/stats', answering((): GraphStats => ({ ...env.throttle.stats(), ...env.relay.stats() }))),
+    route('GET', '/graph/stats', answering((): GraphStats => ({ ...env.throttle.stats(), ...env.relay.stats(), notifications: env.subscriptions.stats() }))),
   ];
 }

@@ -55,10 +55,11 @@ function bodyPreview(message: StoredMessage): string {
   return content.replace(/\s+/g, ' ').trim().slice(0, 255);
 }
 
-export function messageEntity(mailbox: Pick<Mailbox, 'tenantId' | 'address'>, message: StoredMessage): Record<string, unknown> {
+/** The message as Graph shows it, under `id`: its immutable or its regular id (MailStore.idOf), as the client asked. */
+export function messageEntity(mailbox: Pick<Mailbox, 'tenantId' | 'address'>, message: StoredMessage, id: string = message.id): Record<string, unknown> {
   return {
     '@odata.etag': `W/"${message.changeKey}"`,
-    id: message.id,
+    id,
     createdDateTime: graphDate(message.createdDateTime),
     lastModifiedDateTime: graphDate(message.lastModifiedDateTime),
     changeKey: message.changeKey,
@@ -77,7 +78,7 @@ export function messageEntity(mailbox: Pick<Mailbox, 'tenantId' | 'address'>, me
     isReadReceiptRequested: message.isReadReceiptRequested,
     isRead: message.isRead,
     isDraft: message.isDraft,
-    webLink: `https://outlook.office365.com/owa/?ItemID=${encodeURIComponent(message.id)}&exvsurl=1&viewmodel=ReadMessageItem`,
+    webLink: `https://outlook.office365.com/owa/?ItemID=${encodeURIComponent(id)}&exvsurl=1&viewmodel=ReadMessageItem`,
     inferenceClassification: 'focused',
     body: { contentType: message.body.contentType, content: message.body.content },
     sender: message.sender === null ? null : recipient(message.sender),

@@ -10,6 +10,7 @@ import { authorizedMailbox, mailboxRoutes } from './mailboxes.js';
 import { mimeOf } from './mime.js';
 import { readMimeMessage } from './mime-input.js';
 import { nextLink, odataContext, pageOf } from './odata.js';
+import { prefersImmutableIds } from './prefer.js';
 import type { GraphEnvironment, GraphRequest, GraphResult, GraphRoute } from './router.js';
 import { looksLikeStoreId } from './store-ids.js';
 
@@ -49,7 +50,11 @@ export function messageRoutes(env: GraphEnvironment): GraphRoute[] {
   const { state } = env.context;
   const { store } = env;
 
-  const createDraft = async ({ caller, json, mime }: GraphRequest, who: string | undefined): Promise<GraphResult> => {
+  /** The message as Graph shows it, with the id in the format the request asked for. */
+  const entity = (request: GraphRequest, mailbox: Mailbox, message: StoredMessage) => messageEntity(mailbox, message, store.idOf(message, prefersImmutableIds(request.headers)));
+
+  const createDraft = async (request: GraphRequest, who: string | undefined): Promise<GraphResult> => {
+    const { caller, json, mime } = request;
     const target = authorizedMailbox(state, caller, who, WRITE_MAIL);
     const input = mime === undefined ? parseMessage(json) : await readMimeMessage(mime);
     const now = env.context.now();
@@ -70,10 +75,11 @@ export function messageRoutes(env: GraphEnvironment): GraphRoute[] {
         sentDateTime: null,
       }),
     );
-    return { status: 201, body: { '@odata.context': odataContext(env.serviceRoot, `${target.entitySet}/messages`, undefined, 'entity'), ...projectMessage(messageEntity(target.mailbox, draft), undefined) } };
+    return { status: 201, body: { '@odata.context': odataContext(env.serviceRoot, `${target.entitySet}/messages`, undefined, 'entity'), ...projectMessage(entity(request, target.mailbox, draft), undefined) } };
   };
 
-  const list = ({ caller, query, path }: GraphRequest, who: string | undefined, [byPath, byKey]: string[]): GraphResult => {
+  const list = (request: GraphRequest, who: string | undefined, [byPath, byKey]: string[]): GraphResult => {
+    const { caller, query, path } = request;
     const target = authorizedMailbox(state, caller, who, READ_MAIL_BASIC);
     const folderKey = byPath ?? byKey;
     const folder = folderKey === undefined ? undefined : findFolder(target.mailbox, folderKey).name;
@@ -89,17 +95,17 @@ export function messageRoutes(env: GraphEnvironment): GraphRoute[] {
       status: 200,
       body: {
         '@odata.context': odataContext(env.serviceRoot, set, selected, 'collection'),
-        value: page.map((m) => projectMessage(messageEntity(target.mailbox, m), selected)),
+        value: page.map((m) => projectMessage(entity(request, target.mailbox, m), selected)),
         ...(skip + top < matching.length ? { '@odata.nextLink': nextLink(`${env.serviceRoot}${path}`, query, skip + top) } : {}),
       },
     };
   };
 
-  const get = ({ caller, query }: GraphRequest, who: string | undefined, [id = '']: string[]): GraphResult => {
-    const target = authorizedMailbox(state, caller, who, READ_MAIL_BASIC);
+  const get = (request: GraphRequest, who: string | undefined, [id = '']: string[]): GraphResult => {
+    const target = authorizedMailbox(state, request.caller, who, READ_MAIL_BASIC);
     const message = findMessage(store, target.mailbox, id);
-    const selected = selectedMessageProperties(query);
-    return { status: 200, body: { '@odata.context': odataContext(env.serviceRoot, `${target.entitySet}/messages`, selected, 'entity'), ...projectMessage(messageEntity(target.mailbox, message), selected) } };
+    const selected = selectedMessageProperties(request.query);
+    return { status: 200, body: { '@odata.context': odataContext(env.serviceRoot, `${target.entitySet}/messages`, selected, 'entity'), ...projectMessage(entity(request, target.mailbox, message), selected) } };
   };
 
   const mime = async ({ caller }: GraphRequest, who: string | undefined, [id = '']: string[]): Promise<GraphResult> => {

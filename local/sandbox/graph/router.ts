@@ -9,6 +9,9 @@ import type { MailboxThrottle } from './mailbox-limits.js';
 import type { MailRelay } from './mail-relay.js';
 import { namedMailboxAddress } from './mailboxes.js';
 import type { MailStore } from './mail-store.js';
+import type { DeltaTokens } from './delta-tokens.js';
+import { IMMUTABLE_ID_APPLIED, prefersImmutableIds } from './prefer.js';
+import type { SubscriptionRegistry } from './subscription-registry.js';
 
 /**
  * The sandbox Graph's router. Each resource module contributes routes over the path after the
@@ -31,6 +34,10 @@ export interface GraphEnvironment {
   store: MailStore;
   throttle: MailboxThrottle;
   relay: MailRelay;
+  /** What makes delta tokens stale (delta-tokens.ts). */
+  deltaTokens: DeltaTokens;
+  /** Change notification subscriptions and their delivery (subscription-registry.ts). */
+  subscriptions: SubscriptionRegistry;
 }
 
 /** Graph's cap on a request body ("4 MB": 4,194,304 bytes pass, one more does not). */
@@ -43,6 +50,8 @@ export interface GraphRequest {
   /** The route's groups. */
   params: string[];
   query: URLSearchParams;
+  /** The request's headers (`Prefer`, …). */
+  headers: IncomingHttpHeaders;
   /** The parsed body of a route that takes JSON, else undefined. */
   json: unknown;
   /** The body of a `json-or-mime` route sent as text/plain: a MIME message in base64 (mime-input.ts reads it). */
@@ -150,9 +159,11 @@ export function graphHandler(env: GraphEnvironment, routes: readonly GraphRoute[
       const address = route.mailbox === undefined ? undefined : namedMailboxAddress(context.state, caller, route.mailbox(params).who);
       if (address !== undefined) release = throttle.admit(caller.clientId, address);
       const body = await requestBody(route, request);
-      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, ...body, caller });
-      if (result.text !== undefined) return { status: result.status, headers: { ...graphResponse(result.status, undefined, ids).headers, ...result.headers }, body: result.text };
-      return graphResponse(result.status, result.body, ids, result.headers);
+      const result = await route.handle({ method: request.method, path, params, query: request.url.searchParams, headers: request.headers, ...body, caller });
+      // Every Outlook resource answers in the id format asked for (the handler picks the ids), and says so.
+      const headers = { ...(route.mailbox !== undefined && prefersImmutableIds(request.headers) ? IMMUTABLE_ID_APPLIED : {}), ...result.headers };
+      if (result.text !== undefined) return { status: result.status, headers: { ...graphResponse(result.status, undefined, ids).headers, ...headers }, body: result.text };
+      return graphResponse(result.status, result.body, ids, headers);
     } catch (error) {
       if (error instanceof GraphError) return errorResponse(error, ids, error.status === 401 ? challenge(context) : {});
       throw error;

@@ -355,11 +355,11 @@ class ControlOperations {
   }
 }
 
-/** A control route's handler: the operation's result as JSON (204 for none), a ControlError as `{ error, message }`. */
+/** A control route's handler: the operation's result (or what its promise resolves to) as JSON (204 for none), a ControlError as `{ error, message }`. */
 export function answering(operation: (request: Parameters<Handler>[0]) => unknown, status = 200): Handler {
-  return (request): SandboxResponse => {
+  return async (request): Promise<SandboxResponse> => {
     try {
-      const result = operation(request);
+      const result: unknown = await operation(request);
       return result === undefined ? { status: 204, headers: {}, body: '' } : jsonResponse(status, result);
     } catch (error) {
       if (error instanceof ControlError) return jsonResponse(error.status, { error: error.status === 404 ? 'not_found' : error.status === 409 ? 'conflict' : 'invalid_request', message: error.message });

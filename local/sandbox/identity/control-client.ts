@@ -11,17 +11,31 @@ import type {
   CreateMailboxInput,
   CreateTenantInput,
   CreateUserInput,
+  DropNotificationsInput,
   GrantConsentInput,
   GraphFaultInput,
+  InjectMessageInput,
   IssuedView,
+  LifecycleEventInput,
   MailboxView,
+  MoveMessageInput,
+  NotificationDeliveryInput,
   RevokeSessionsInput,
   TenantPoliciesInput,
   TokenFaultInput,
   UserView,
 } from './control-schemas.js';
 import { CONTROL_PREFIX } from './control-api.js';
-import type { GraphStats, MailboxLimits, MailboxLimitsInput, MailRelayOptions, MessageView } from '../graph/index.js';
+import type {
+  DeliverySettings,
+  GraphStats,
+  InjectedMessage,
+  MailboxLimits,
+  MailboxLimitsInput,
+  MailRelayOptions,
+  MessageView,
+  SubscriptionView,
+} from '../graph/index.js';
 import type { FederatedCredential, Tenant } from './sandbox-state.js';
 
 /**
@@ -164,8 +178,8 @@ export class SandboxControl {
     return this.call('PUT', '/faults/graph', fault);
   }
 
-  /** What a mailbox holds, newest first: one folder's messages (`inbox`, `sentitems`, `drafts`) or all. */
-  messages(address: string, folder?: 'inbox' | 'sentitems' | 'drafts'): Promise<MessageView[]> {
+  /** What a mailbox holds, newest first: one folder's messages or all. */
+  messages(address: string, folder?: MoveMessageInput['folder']): Promise<MessageView[]> {
     return this.call('GET', `/mailboxes/${enc(address)}/messages${folder === undefined ? '' : `?folder=${folder}`}`);
   }
 
@@ -182,6 +196,50 @@ export class SandboxControl {
   /** What the sandbox Graph counted since it started: requests, sends, 429s, per mailbox too. */
   graphStats(): Promise<GraphStats> {
     return this.call('GET', '/graph/stats');
+  }
+
+  /**
+   * Mail from outside, as if Exchange delivered it to `address` (its Inbox unless `folder` says):
+   * unread, received now, a Message-ID made up if none. It shows in delta queries and notifies the
+   * subscriptions that watch the folder. Give `mime` (base64 RFC 5322) or the fields.
+   */
+  injectMessage({ address, ...message }: InjectMessageInput & { address: string }): Promise<InjectedMessage> {
+    return this.call('POST', `/mailboxes/${enc(address)}/messages`, message);
+  }
+
+  /** Moves a message (by immutable or regular id) to another folder: a deletion where it was, a creation where it goes; a new regular id. */
+  moveMessage({ address, messageId, folder }: { address: string; messageId: string } & MoveMessageInput): Promise<InjectedMessage> {
+    return this.call('POST', `/mailboxes/${enc(address)}/messages/${enc(messageId)}/move`, { folder });
+  }
+
+  /** Deletes a message for good: delta reports it `@removed`, subscriptions with `deleted` hear of it. */
+  deleteMessage({ address, messageId }: { address: string; messageId: string }): Promise<void> {
+    return this.call('DELETE', `/mailboxes/${enc(address)}/messages/${enc(messageId)}`);
+  }
+
+  /** Graph forgets the mailbox's delta sync states: every token issued so far answers 410 Gone (SyncStateNotFound) with a fresh start in Location. */
+  expireDeltaTokens({ address }: { address: string }): Promise<void> {
+    return this.call('POST', `/mailboxes/${enc(address)}/expire-delta-tokens`, {});
+  }
+
+  /** The live change notification subscriptions (expired and deleted ones are gone), with what became of their notifications. */
+  subscriptions(): Promise<SubscriptionView[]> {
+    return this.call('GET', '/graph/subscriptions');
+  }
+
+  /** A lifecycle notification to the subscription's lifecycleNotificationUrl now (`sent: false` without one); subscriptionRemoved also removes it. */
+  sendLifecycleEvent({ subscriptionId, lifecycleEvent }: { subscriptionId: string } & LifecycleEventInput): Promise<{ sent: boolean }> {
+    return this.call('POST', `/graph/subscriptions/${enc(subscriptionId)}/lifecycle`, { lifecycleEvent });
+  }
+
+  /** The next `count` change notifications of a subscription (or of every subscription on a mailbox) are dropped; then a `missed` lifecycle notification goes. */
+  dropNotifications(input: DropNotificationsInput): Promise<{ subscriptions: string[] }> {
+    return this.call('POST', '/graph/notification-drops', input);
+  }
+
+  /** How notifications are delivered from now on: retry schedule, timeouts, batching (real milliseconds, not the sandbox clock). */
+  setNotificationDelivery(settings: NotificationDeliveryInput): Promise<DeliverySettings> {
+    return this.call('PUT', '/graph/notification-delivery', settings);
   }
 
   /** Codes, refresh tokens and device codes issued (to one app, or all). */

@@ -77,6 +77,49 @@ const hasAnEnd = (fault: { count?: number; forSeconds?: number }) => fault.count
 export const tokenFaultInput = z.object({ status: z.union([z.literal(429), z.literal(503)]), ...faultWindow }).refine(hasAnEnd, 'give count, forSeconds or both');
 export const graphFaultInput = z.object({ status: z.union([z.literal(429), z.literal(500), z.literal(503)]), ...faultWindow }).refine(hasAnEnd, 'give count, forSeconds or both');
 
+/** The sandbox Graph's receiving side: mail put into a mailbox as if delivered, stale delta tokens, notification delivery. */
+const RECEIVED_FOLDERS = ['inbox', 'junkemail', 'archive', 'deleteditems', 'drafts', 'sentitems'] as const;
+const mailAddress = z.union([z.email(), z.object({ name: z.string().optional(), address: z.email() })]);
+export const injectMessageInput = z
+  .object({
+    /** The folder it lands in (default inbox). */
+    folder: z.enum(RECEIVED_FOLDERS).optional(),
+    /** The whole message as base64 of RFC 5322 (as Graph's MIME format); the fields below then stay unset. */
+    mime: z.string().min(1).optional(),
+    from: mailAddress.optional(),
+    /** Default: the mailbox itself. */
+    to: z.array(mailAddress).optional(),
+    cc: z.array(mailAddress).optional(),
+    subject: z.string().optional(),
+    text: z.string().optional(),
+    html: z.string().optional(),
+    /** `<…@…>`; one is made up without it (and without a Message-ID in `mime`). */
+    internetMessageId: z.string().regex(/^<[^<>\s]+@[^<>\s]+>$/, 'must look like <local@host>').optional(),
+    /** Kept as internetMessageHeaders (X- headers, In-Reply-To, References). */
+    headers: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
+    attachments: z
+      .array(z.object({ name: z.string().min(1), contentType: z.string().min(1).optional(), contentBase64: z.string(), isInline: z.boolean().optional(), contentId: z.string().min(1).optional() }))
+      .optional(),
+    /** When it arrived (default now, on the sandbox clock). */
+    receivedDateTime: when.optional(),
+    isRead: z.boolean().optional(),
+  })
+  .refine(
+    (v) => v.mime === undefined || [v.from, v.to, v.cc, v.subject, v.text, v.html, v.internetMessageId, v.headers, v.attachments].every((f) => f === undefined),
+    'give either mime or the message fields, not both',
+  );
+export const moveMessageInput = z.object({ folder: z.enum(RECEIVED_FOLDERS) });
+export const lifecycleEventInput = z.object({ lifecycleEvent: z.enum(['reauthorizationRequired', 'subscriptionRemoved', 'missed']) });
+export const dropNotificationsInput = z
+  .object({ subscriptionId: z.string().min(1).optional(), address: z.email().optional(), count: z.number().int().min(0) })
+  .refine((v) => (v.subscriptionId === undefined) !== (v.address === undefined), 'give exactly one of subscriptionId and address');
+export const notificationDeliveryInput = z.object({
+  retryDelaysMs: z.array(z.number().int().min(0)).optional(),
+  timeoutMs: z.number().int().positive().optional(),
+  validationTimeoutMs: z.number().int().positive().optional(),
+  batchDelayMs: z.number().int().min(0).optional(),
+});
+
 export type CreateTenantInput = z.input<typeof createTenantInput>;
 export type TenantPoliciesInput = z.input<typeof tenantPoliciesInput>;
 export type CreateUserInput = z.input<typeof createUserInput>;
@@ -89,6 +132,11 @@ export type AddCertificateInput = z.input<typeof addCertificateInput>;
 export type AddFederatedCredentialInput = z.input<typeof addFederatedCredentialInput>;
 export type TokenFaultInput = z.input<typeof tokenFaultInput>;
 export type GraphFaultInput = z.input<typeof graphFaultInput>;
+export type InjectMessageInput = z.input<typeof injectMessageInput>;
+export type MoveMessageInput = z.input<typeof moveMessageInput>;
+export type LifecycleEventInput = z.input<typeof lifecycleEventInput>;
+export type DropNotificationsInput = z.input<typeof dropNotificationsInput>;
+export type NotificationDeliveryInput = z.input<typeof notificationDeliveryInput>;
 
 /** A user as the control API shows it: whether they have a password, not its hash. */
 export interface UserView extends Omit<User, 'passwordHash'> {

@@ -248,3 +248,38 @@ export async function writeSigningKeys(keyDictPath: string, keys: readonly Signi
     throw error;
   }
 }
+
+/**
+ * How many IMAP commands of each name (`STATUS`, `EXAMINE`, `UID FETCH`, …) Dovecot has finished
+ * for `user`'s sessions since the stack started, as its stats process counted them (the
+ * `imap_command` metric of dovecot.conf.in, read with `doveadm stats dump`). Only commands after
+ * login are counted: CAPABILITY and AUTHENTICATE belong to the login process. A session reports
+ * each command a moment after answering it, so a caller that needs every command of a session
+ * waits for its LOGOUT to be counted. Needs root, like the stack.
+ */
+export async function readImapCommandCounts(stackDir: string, user: string): Promise<Record<string, number>> {
+  return imapCommandCountsIn(await dumpImapCommandStats(stackDir), user);
+}
+
+/** Dovecot's stats dump of the imap_command metric (`doveadm stats dump`), for imapCommandCountsIn. */
+export function dumpImapCommandStats(stackDir: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    execFile('doveadm', ['-c', join(stackDir, 'etc', 'dovecot.conf'), 'stats', 'dump', '-f', 'count'], { timeout: 10_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`doveadm stats dump failed: ${stderr.trim() || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** One user's commands in a stats dump, by name. */
+export function imapCommandCountsIn(dump: string, user: string): Record<string, number> {
+  // One line per sub-metric, "imap_command_<user>_<command>\tduration\t<count>"; Dovecot writes
+  // the spaces of a command name ("UID FETCH") as underscores, which no command name has of its own.
+  const prefix = `imap_command_${user}_`;
+  const counts: Record<string, number> = {};
+  for (const line of dump.split('\n')) {
+    const [name, field, count] = line.split('\t');
+    if (name?.startsWith(prefix) && field === 'duration') counts[name.slice(prefix.length).replaceAll('_', ' ')] = Number(count);
+  }
+  return counts;
+}

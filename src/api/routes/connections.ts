@@ -4,12 +4,14 @@ import { addMailbox, removeMailbox } from '../../connections/mailboxes.js';
 import { LINK_PURPOSES } from '../../domain/sign-in-state.js';
 import { exchangeSetupSchema, ExchangeSetupUnavailable } from '../../connect/connection-exchange-setup.js';
 import { connectionCheckSchema } from '../../domain/connection-check.js';
-import { CONNECTION_MODES, CONNECTION_STATES, connectionView, connectionViewSchema, transportsSchema } from '../../domain/connection.js';
+import { CONNECTION_MODES, CONNECTION_STATES, connectionView, connectionViewSchema, transportsSchema, type Connection } from '../../domain/connection.js';
 import { customerIdSchema } from '../../domain/customer.js';
 import { ID_PATTERN } from '../../domain/ids.js';
-import { mailboxSchema } from '../../domain/mailbox.js';
+import { mailboxSchema, receiveSettingsSchema, type ReceiveSettings } from '../../domain/mailbox.js';
+import { receivingStatus, receivingStatusSchema } from '../../domain/receiving-status.js';
 import { tagsPatchSchema, tagsSchema } from '../../domain/tags.js';
 import { keys } from '../../store/repositories.js';
+import { UNCHANGED } from '../../store/table-repository.js';
 import { decodeCursor, encodeCursor, pageQuery, pageSchema } from '../paging.js';
 import { invalidTags, notFound, ProblemError } from '../problem.js';
 import { optional } from '../../optional.js';
@@ -20,11 +22,13 @@ import { consentLinkSchema, type ApiServices } from '../services.js';
 const route = defineRoute<ApiServices>();
 const connectionParams = z.object({ customerId: customerIdSchema, connectionId: z.string().regex(ID_PATTERN.con) });
 const mailboxView = mailboxSchema.meta({ id: 'Mailbox' });
+const mailboxWithReceivingView = mailboxSchema.extend({ receiving: receivingStatusSchema.optional() }).meta({ id: 'MailboxWithReceiving' });
 const newMailboxSchema = z
   .object({
     address: z.email().max(320),
     displayName: z.string().max(256).optional(),
     kind: z.enum(['user', 'shared']).default('shared').meta({ description: 'A person\'s mailbox, or a shared mailbox.' }),
+    receive: receiveSettingsSchema.optional(),
   })
   .strict()
   .meta({ id: 'NewMailbox' });
@@ -78,6 +82,7 @@ export const connectionRoutes = [
           errors: [{ pointer: '/body/appId', detail: `must be one of: ${services.appIds.join(', ') || '(none configured)'}` }],
         });
       }
+      for (const mailbox of body.mailboxes ?? []) assertReceiveSettingsFit(body.transports.receive, mailbox.receive);
       const connection = await createConnection(services.connections, {
         customerId: params.customerId,
         mode: body.mode,
@@ -87,10 +92,11 @@ export const connectionRoutes = [
         ...optional('displayName', body.displayName),
       });
       for (const mailbox of body.mailboxes ?? []) {
-        await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => services.now() }, connection, {
+        await addMailbox({ mailboxes: services.repositories.mailboxes, receiveState: services.repositories.receiveState, now: () => services.now() }, connection, {
           address: mailbox.address,
           kind: mailbox.kind,
           ...optional('displayName', mailbox.displayName),
+          ...optional('receive', mailbox.receive),
         });
       }
       const consent = await services.consentLinks?.issue(connection);
@@ -302,10 +308,12 @@ export const connectionRoutes = [
       const found = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
       if (!found) throw notFound('The connection');
       if (found.value.state === 'disconnected') throw new ProblemError('conflict', 'The connection is disconnected.');
-      const { mailbox, created } = await addMailbox({ mailboxes: services.repositories.mailboxes, now: () => services.now() }, found.value, {
+      assertReceiveSettingsFit(found.value.transports.receive, body.receive);
+      const { mailbox, created } = await addMailbox({ mailboxes: services.repositories.mailboxes, receiveState: services.repositories.receiveState, now: () => services.now() }, found.value, {
         address: body.address,
         kind: body.kind,
         ...optional('displayName', body.displayName),
+        ...optional('receive', body.receive),
       });
       return {
         status: created ? 201 : 200,
@@ -359,14 +367,51 @@ export const connectionRoutes = [
     summary: 'Get a mailbox',
     authenticated: true,
     params: connectionParams.extend({ mailboxId: z.string().regex(ID_PATTERN.mbx) }),
-    responses: [{ status: 200, description: 'The mailbox.', schema: mailboxView }, ...problems(401, 404)],
+    description: 'With how receiving is going (`receiving`): the mode (Graph notifications, or polling and why), the last look, the next one, the last error.',
+    responses: [{ status: 200, description: 'The mailbox.', schema: mailboxWithReceivingView }, ...problems(401, 404)],
     async handle({ params, services }) {
       const found = await services.repositories.mailboxes.get(keys.mailbox(params.customerId, params.connectionId, params.mailboxId));
       if (!found) throw notFound('The mailbox');
-      return { status: 200, body: found.value };
+      const state = await services.repositories.receiveState.get(keys.receiveState(params.customerId, params.connectionId, params.mailboxId));
+      return { status: 200, body: { ...found.value, ...(state && { receiving: receivingStatus(state.value) }) } };
+    },
+  }),
+  route({
+    name: 'mailboxes-update',
+    method: 'PATCH',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/mailboxes/{mailboxId}',
+    tag: 'Mailboxes',
+    summary: 'Change how a mailbox is received',
+    description: 'Folders to watch, how often it is polled, and (POP3) whether received messages are deleted from the server. Settings left out keep their value.',
+    authenticated: true,
+    params: connectionParams.extend({ mailboxId: z.string().regex(ID_PATTERN.mbx) }),
+    body: z.object({ receive: receiveSettingsSchema }).strict().meta({ id: 'MailboxUpdate' }),
+    responses: [{ status: 200, description: 'The mailbox.', schema: mailboxView }, ...problems(400, 401, 404)],
+    async handle({ params, body, services }) {
+      const connection = await services.repositories.connections.get(keys.connection(params.customerId, params.connectionId));
+      if (!connection) throw notFound('The connection');
+      assertReceiveSettingsFit(connection.value.transports.receive, body.receive);
+      const updated = await services.repositories.mailboxes.update(keys.mailbox(params.customerId, params.connectionId, params.mailboxId), (current) =>
+        current ? { ...current, receive: { ...current.receive, ...body.receive }, updatedAt: services.now().toISOString() } : UNCHANGED,
+      );
+      if (!updated) throw notFound('The mailbox');
+      return { status: 200, body: updated.value };
     },
   }),
 ];
+
+/** POP3 has one folder and IMAP/Graph never delete: settings that cannot apply are refused, not ignored. */
+function assertReceiveSettingsFit(transport: Connection['transports']['receive'], settings: ReceiveSettings | undefined): void {
+  if (!settings) return;
+  const errors: { pointer: string; detail: string }[] = [];
+  if (transport === 'pop3' && settings.folders?.some((folder) => folder.toLowerCase() !== 'inbox')) {
+    errors.push({ pointer: '/body/receive/folders', detail: 'POP3 reads only the Inbox' });
+  }
+  if (transport !== 'pop3' && settings.deleteAfterReceive === true) {
+    errors.push({ pointer: '/body/receive/deleteAfterReceive', detail: 'only POP3 connections can delete what they receive' });
+  }
+  if (errors.length > 0) throw new ProblemError('validation-error', 'The receive settings do not fit the connection\'s receive transport; see "errors".', { errors });
+}
 
 function connectFlowNotConfigured(): ProblemError {
   return new ProblemError('service-unavailable', 'The connect flow is not configured: set ENTRA_CLIENT_ID (and the app\'s credential) on the connector.');

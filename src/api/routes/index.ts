@@ -1,4 +1,5 @@
 import { EVENT_TYPES, webhookPayloadSchema } from '../../domain/events.js';
+import { messageReceivedDataSchema } from '../../domain/inbound-message.js';
 import { buildOpenApiDocument, type OpenApiDocument } from '../openapi.js';
 import { defineRoute, type ApiRoute } from '../route.js';
 import type { ApiServices } from '../services.js';
@@ -22,7 +23,11 @@ const EVENT_SUMMARIES: Record<(typeof EVENT_TYPES)[number], string> = {
   'message.deferred':
     'An attempt to send did not succeed and the message will be tried again (data.reason: class, code, message, nextStep; data.nextAttemptAt).',
   'message.failed': 'A message will not be sent (data.reason: class, code, message, nextStep).',
+  'message.received':
+    'A message arrived in a watched mailbox (data: messageId, mailbox, from, to, cc, subject, date, size, internetMessageId, inReplyTo, references, preview, attachments, raw.url). Sent once per message, whichever way it was found.',
 };
+
+const messageReceivedPayloadSchema = webhookPayloadSchema.extend({ data: messageReceivedDataSchema }).meta({ id: 'MessageReceivedWebhookPayload' });
 
 /** The contract version of the v1 API, as the OpenAPI document states it. */
 export const API_VERSION = '1.0.0';
@@ -40,7 +45,7 @@ const openApiRoute: ApiRoute<ApiServices> = defineRoute<ApiServices>()({
   handle() {
     document ??= buildOpenApiDocument(
       apiRoutes,
-      EVENT_TYPES.map((type) => ({ name: type, summary: EVENT_SUMMARIES[type], schema: webhookPayloadSchema })),
+      EVENT_TYPES.map((type) => ({ name: type, summary: EVENT_SUMMARIES[type], schema: type === 'message.received' ? messageReceivedPayloadSchema : webhookPayloadSchema })),
       API_VERSION,
     );
     return Promise.resolve({ status: 200, body: document });

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { customerIdSchema } from '../../domain/customer.js';
 import { ID_PATTERN } from '../../domain/ids.js';
 import { messageRequestSchema, messageView, messageViewSchema } from '../../domain/outbound-message.js';
+import { receivedMessageView, receivedMessageViewSchema, type InboundMessage } from '../../domain/inbound-message.js';
+import { simpleParser } from 'mailparser';
 import { MessageRejectedError } from '../../sending/submit-message.js';
 import { keys } from '../../store/repositories.js';
 import { notFound, ProblemError } from '../problem.js';
@@ -11,6 +13,7 @@ import type { ApiServices } from '../services.js';
 
 const route = defineRoute<ApiServices>();
 const connectionParams = z.object({ customerId: customerIdSchema, connectionId: z.string().regex(ID_PATTERN.con) });
+const receivedParams = connectionParams.extend({ messageId: z.string().regex(ID_PATTERN.rcv) });
 
 /**
  * Inline attachments arrive base64 in the JSON: Exchange's default 35 MB message is about 47 MB
@@ -98,17 +101,60 @@ export const messageRoutes = [
     method: 'GET',
     path: 'v1/customers/{customerId}/connections/{connectionId}/messages/{messageId}',
     tag: 'Messages',
-    summary: 'Get a message\'s status and attempts',
+    summary: 'Get a message: one sent (msg_…) with its status and attempts, or one received (rcv_…)',
     description:
-      'status: queued → sending → sent (Microsoft accepted it) | deferred (it failed for now; nextAttemptAt says when it is tried again) | failed (lastError says why). ' +
-      'Each attempt lists its outcome and error. A deferred message goes back to sending on its next attempt.',
+      'Sent messages, status: queued → sending → sent (Microsoft accepted it) | deferred (it failed for now; nextAttemptAt says when it is tried again) | failed (lastError says why). ' +
+      'Each attempt lists its outcome and error. A deferred message goes back to sending on its next attempt. ' +
+      'Received messages: what the message.received event said of it; the whole message is at …/raw until rawExpiresAt.',
     authenticated: true,
-    params: connectionParams.extend({ messageId: z.string().regex(ID_PATTERN.msg) }),
-    responses: [{ status: 200, description: 'The message.', schema: messageViewSchema }, ...problems(401, 404)],
+    params: connectionParams.extend({ messageId: z.union([z.string().regex(ID_PATTERN.msg), z.string().regex(ID_PATTERN.rcv)]) }),
+    responses: [{ status: 200, description: 'The message.', schema: z.union([messageViewSchema, receivedMessageViewSchema]) }, ...problems(401, 404)],
     async handle({ params, services }) {
+      if (ID_PATTERN.rcv.test(params.messageId)) {
+        return { status: 200, body: receivedMessageView(await receivedMessage(services, params)) };
+      }
       const found = await services.repositories.outbox.get(keys.outboundMessage(params.customerId, params.messageId));
       if (found?.value.connectionId !== params.connectionId) throw notFound('The message');
       return { status: 200, body: messageView(found.value) };
+    },
+  }),
+  route({
+    name: 'messages-raw',
+    method: 'GET',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/messages/{messageId}/raw',
+    tag: 'Messages',
+    summary: 'Download a received message as it arrived (message/rfc822)',
+    description: 'The whole MIME message, kept for RECEIVE_RETENTION (7 days by default) after it arrived; 410 after that.',
+    authenticated: true,
+    params: receivedParams,
+    responses: [{ status: 200, description: 'The message.', file: 'message/rfc822' }, ...problems(401, 404, 410)],
+    async handle({ params, services }) {
+      const message = await receivedMessage(services, params);
+      const raw = await receivedContent(services, message);
+      return { status: 200, bytes: raw, headers: { ...DOWNLOAD_HEADERS, 'content-type': 'message/rfc822', 'content-disposition': `attachment; filename="${message.id}.eml"` } };
+    },
+  }),
+  route({
+    name: 'messages-attachment',
+    method: 'GET',
+    path: 'v1/customers/{customerId}/connections/{connectionId}/messages/{messageId}/attachments/{index}',
+    tag: 'Messages',
+    summary: 'Download one attachment of a received message',
+    description: 'By its index in the event\'s attachments list, with its own content type and file name. Available as long as the message is (…/raw).',
+    authenticated: true,
+    params: receivedParams.extend({ index: z.coerce.number().int().min(0).max(9999) }),
+    responses: [{ status: 200, description: 'The attachment.', file: '*/*' }, ...problems(401, 404, 410)],
+    async handle({ params, services }) {
+      const message = await receivedMessage(services, params);
+      if (params.index >= message.attachments.length) throw notFound('The attachment');
+      const parsed = await simpleParser(await receivedContent(services, message), { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
+      const attachment = parsed.attachments[params.index];
+      if (!attachment) throw notFound('The attachment');
+      return {
+        status: 200,
+        bytes: attachment.content,
+        headers: { ...DOWNLOAD_HEADERS, 'content-type': mediaType(attachment.contentType), 'content-disposition': contentDisposition(attachment.filename ?? `attachment-${String(params.index)}`) },
+      };
     },
   }),
   route({
@@ -135,6 +181,27 @@ export const messageRoutes = [
     },
   }),
 ];
+
+/** Mail is the customer's: it is not cached on the way, and a browser never renders it in our origin. */
+const DOWNLOAD_HEADERS = { 'cache-control': 'private, no-store', 'x-content-type-options': 'nosniff' };
+
+async function receivedMessage(services: ApiServices, params: { customerId: string; connectionId: string; messageId: string }): Promise<InboundMessage> {
+  const found = await services.repositories.inbox.get(keys.inboundMessage(params.customerId, params.messageId));
+  if (found?.value.connectionId !== params.connectionId) throw notFound('The message');
+  return found.value;
+}
+
+async function receivedContent(services: ApiServices, message: InboundMessage): Promise<Buffer> {
+  const raw = await services.receivedContent(message);
+  if (!raw) throw new ProblemError('gone', `The message's content was deleted when its retention ended (${message.rawExpiresAt}); its event still describes it.`);
+  return raw;
+}
+
+/** RFC 6266: an ASCII fallback name and the UTF-8 one. */
+function contentDisposition(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
 
 /** The media type without parameters, or octet-stream for anything that is not one. */
 function mediaType(header: string | undefined): string {

@@ -1,0 +1,43 @@
+import type { HttpRequest, HttpResponseInit } from '@azure/functions';
+import { notificationBatchSchema, type NotificationBatch } from './graph-notifications.js';
+
+/**
+ * The URLs Graph posts to (microsoft.md §5.5). The validation handshake is answered here, with
+ * the token as plain text, decoded, within Graph's 10 seconds; a notification is only put on the
+ * graph-notification queue, so Graph gets its 202 well within 3 seconds. Checking the clientState
+ * and fetching messages happen off the request. A 5xx makes Graph deliver again later.
+ */
+
+/** Graph batches notifications; a few hundred fit in far less. */
+const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_VALIDATION_TOKEN_LENGTH = 4096;
+
+export type EnqueueNotifications = (batch: NotificationBatch) => Promise<void>;
+
+export async function answerGraph(request: HttpRequest, kind: NotificationBatch['kind'], enqueue: () => Promise<EnqueueNotifications>): Promise<HttpResponseInit> {
+  const validationToken = request.query.get('validationToken');
+  if (validationToken !== null) {
+    if (validationToken.length > MAX_VALIDATION_TOKEN_LENGTH) return { status: 400, body: 'validationToken is too long' };
+    return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: validationToken };
+  }
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (declared > MAX_BODY_BYTES) return { status: 413 };
+  const bytes = Buffer.from(await request.arrayBuffer());
+  if (bytes.length > MAX_BODY_BYTES) return { status: 413 };
+  let body: unknown;
+  try {
+    body = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return { status: 400, body: 'not JSON' };
+  }
+  const batch = notificationBatchSchema.safeParse({ kind, value: (body as { value?: unknown } | null)?.value });
+  if (!batch.success) return { status: 400, body: 'not a Graph notification collection' };
+  if (batch.data.value.length === 0) return { status: 202 };
+  try {
+    await (await enqueue())(batch.data);
+  } catch {
+    // Graph delivers again after a failure: nothing is lost by saying so.
+    return { status: 503, headers: { 'retry-after': '5' } };
+  }
+  return { status: 202 };
+}
