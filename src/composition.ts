@@ -508,6 +508,8 @@ export interface ReceivingBuildDeps {
   now: () => Date;
   /** Tests replace where Graph is told to post notifications (undefined: notifications off). */
   notificationUrls?: { notifications: string; lifecycle: string } | undefined;
+  /** Tests wrap the transports to break them at a chosen point. */
+  wrapReceivers?: (real: Receivers) => Receivers;
 }
 
 /** Messages handed over per folder per look: enough to keep up with a busy mailbox, few enough for one invocation. */
@@ -527,11 +529,12 @@ export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
     let set = receivers.get(connection.appId);
     if (!set) {
       const cloud = identity.msal.app(connection.appId).cloud;
-      set = {
+      const real: Receivers = {
         imap: lazyImapReceiver({ ...cloud.imap, timeoutMs: 120_000 }),
         pop3: lazyPop3Receiver({ ...cloud.pop3, timeoutMs: 120_000 }),
         graph: graphReceiver({ graphUrl: cloud.graphUrl }),
       };
+      set = deps.wrapReceivers ? deps.wrapReceivers(real) : real;
       receivers.set(connection.appId, set);
     }
     return set;

@@ -33,7 +33,11 @@ export async function listMailboxes(deps: Pick<MailboxDeps, 'mailboxes'>, connec
 /** Adds a mailbox, or returns the one the connection already has for that address (created: false). */
 export async function addMailbox(deps: MailboxDeps, connection: Connection, input: NewMailbox): Promise<{ mailbox: Mailbox; created: boolean }> {
   const existing = (await listMailboxes(deps, connection)).find((mailbox) => sameAddress(mailbox.address, input.address));
-  if (existing) return { mailbox: existing, created: false };
+  if (existing) {
+    // A repeat of a request that failed after the mailbox was written: its receive state may be missing.
+    await startReceiving(deps, existing);
+    return { mailbox: existing, created: false };
+  }
   const now = deps.now();
   const mailbox: Mailbox = {
     id: newId('mbx', now.getTime()),

@@ -41,6 +41,8 @@ export const inboundMessageSchema = z.object({
   /** When the stored message is deleted; the row stays. */
   rawExpiresAt: z.iso.datetime(),
   attachments: z.array(inboundAttachmentSchema),
+  /** The message has more attachments than `attachments` lists. */
+  attachmentsTruncated: z.boolean().optional(),
 });
 export type InboundMessage = z.infer<typeof inboundMessageSchema>;
 
@@ -73,6 +75,10 @@ export const messageReceivedDataSchema = z
     raw: z
       .object({ url: z.string(), expiresAt: z.iso.datetime() })
       .meta({ description: 'The whole message (message/rfc822), with the API\'s credentials, until it expires.' }),
+    truncated: z
+      .array(z.enum(['to', 'cc', 'replyTo', 'references', 'attachments', 'subject']))
+      .optional()
+      .meta({ description: 'Lists cut short to keep the event small (at most 20 to, 15 cc, 5 replyTo, the last 10 references, 30 attachments, 500 characters of subject); the whole message is at raw.url.' }),
   })
   .meta({ id: 'MessageReceivedData' });
 export type MessageReceivedData = z.infer<typeof messageReceivedDataSchema>;

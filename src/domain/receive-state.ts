@@ -59,6 +59,10 @@ export const receiveStateSchema = z.object({
   lastMessageAt: z.iso.datetime().optional(),
   consecutiveFailures: z.int().nonnegative(),
   lastError: receiveErrorSchema.optional(),
+  /** Someone asked for a look (a lifecycle notification) while one was running: the running one looks again when done. */
+  rerunRequestedAt: z.iso.datetime().optional(),
+  /** A message that could not be kept (it broke the parser or storage's limits), and how often it failed; set aside after a few. */
+  stuck: z.object({ fingerprint: z.string(), failures: z.int().positive() }).optional(),
   createdAt: z.iso.datetime(),
 });
 export type ReceiveState = z.infer<typeof receiveStateSchema>;
@@ -120,12 +124,13 @@ export function nextPollAt(
 ): Date {
   if (more) return now;
   const interval = state.mode === 'notifications' ? Math.max(policy.catchUpMs, pollIntervalMs(mailbox)) : pollIntervalMs(mailbox);
-  // After the first look, the beat moves to the mailbox's own second of the minute.
-  if (state.lastSuccessAt === undefined) return atOffset(new Date(now.getTime() + interval), state.mailboxId);
   const previous = Date.parse(state.dueAt);
-  if (Number.isNaN(previous)) return new Date(now.getTime() + interval);
-  const beatsPassed = Math.max(0, Math.floor((now.getTime() - previous) / interval));
-  return new Date(previous + (beatsPassed + 1) * interval);
+  // After the first look, or one that ran off the beat (late, or asked for out of turn), the beat
+  // starts again on the mailbox's own second of the minute.
+  if (state.lastSuccessAt === undefined || Number.isNaN(previous) || now.getTime() - previous >= interval) {
+    return atOffset(new Date(now.getTime() + interval), state.mailboxId);
+  }
+  return new Date(Math.max(previous + interval, now.getTime() + 1000));
 }
 
 /** Back-off after `failures` failed looks in a row, never sooner than the mailbox's own interval. */
@@ -154,6 +159,9 @@ export function atOffset(at: Date, mailboxId: string): Date {
   const onOffset = minute + pollOffsetSeconds(mailboxId) * 1000;
   return new Date(onOffset >= at.getTime() ? onOffset : onOffset + 60_000);
 }
+
+/** A look set aside this message after it failed this often (other looks keep failing on it otherwise). */
+export const STUCK_MESSAGE_LIMIT = 3;
 
 /** The subscription needs renewing (or making) now. */
 export function subscriptionDue(subscription: Subscription | undefined, policy: ReceivePolicy, now: Date): boolean {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Connection } from '../domain/connection.js';
 import type { Mailbox } from '../domain/mailbox.js';
+import type { ReceiveState } from '../domain/receive-state.js';
 import type { AccessToken, TokenOptions } from '../identity/access-tokens.js';
 import type { Resource } from '../identity/scopes.js';
 import type { GraphReceiver } from '../mail/graph-receiver.js';
@@ -8,7 +9,7 @@ import type { FoundMessage } from '../mail/mail-receiver.js';
 import { keys, type Repositories, type SubscriptionIndex } from '../store/repositories.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { clientStateMatches } from './graph-subscriptions.js';
+import { clientStateHashMatches, forget } from './graph-subscriptions.js';
 import type { IngestMailbox, IngestOutcome } from './ingest-message.js';
 import type { PollJob } from './poll-mailbox.js';
 import type { ReceiveStates } from './receive-states.js';
@@ -28,7 +29,8 @@ import type { ReceiveStates } from './receive-states.js';
 
 const notificationSchema = z.looseObject({
   subscriptionId: z.string().min(1).max(200),
-  clientState: z.string().max(256).optional(),
+  /** The SHA-256 of Graph's clientState: the endpoint hashes it before queueing, so no queue holds the secret. */
+  clientStateHash: z.string().max(100).optional(),
   changeType: z.string().max(50).optional(),
   lifecycleEvent: z.string().max(100).optional(),
   resourceData: z.looseObject({ id: z.string().min(1).max(1000) }).optional(),
@@ -67,7 +69,7 @@ export async function handleNotifications(deps: NotificationDeps, batch: Notific
   const polls = new Map<string, PollJob>();
   for (const notification of batch.value) {
     const index = (await deps.index.get(keys.graphSubscription(notification.subscriptionId)))?.value;
-    if (!index || !clientStateMatches(notification.clientState, index.clientStateHash)) {
+    if (!index || !clientStateHashMatches(notification.clientStateHash, index.clientStateHash)) {
       outcome.rejected++;
       deps.metrics.count('receive.notifications', { kind: batch.kind, outcome: 'rejected' });
       deps.logger.warn('receive: a Graph notification for an unknown subscription or with the wrong clientState was dropped', {
@@ -151,6 +153,8 @@ async function reauthorize(deps: NotificationDeps, index: SubscriptionIndex, sub
     return true;
   } catch (error) {
     deps.logger.warn('receive: a Graph subscription could not be reauthorized; it is made again', { subscriptionId, error });
+    const token = await deps.tokens.getAccessToken(found.connection, 'graph').catch(() => undefined);
+    if (token) await forget(deps, deps.graph(found.connection), { mailbox: found.mailbox.address, accessToken: token.token }, subscriptionId, deps.logger);
     await dropSubscription(deps, index, subscriptionId);
     return false;
   }
@@ -159,8 +163,10 @@ async function reauthorize(deps: NotificationDeps, index: SubscriptionIndex, sub
 async function dropSubscription(deps: NotificationDeps, index: SubscriptionIndex, subscriptionId: string): Promise<void> {
   await deps.states.change(index, (state) => {
     const subscriptions = Object.fromEntries(Object.entries(state.subscriptions ?? {}).filter(([, subscription]) => subscription.id !== subscriptionId));
-    // Polling until the next look has made a new one.
-    return { ...state, subscriptions, mode: 'polling', modeReason: 'Graph removed the subscription; a new one is being made.', dueAt: new Date(0).toISOString() };
+    // Polling until the next look (which the caller queues) has made a new one, at once.
+    const next: ReceiveState = { ...state, subscriptions, mode: 'polling', modeReason: 'Graph removed the subscription; a new one is being made.' };
+    delete next.subscribeAfter;
+    return next;
   });
   await deps.index.delete(keys.graphSubscription(subscriptionId));
 }

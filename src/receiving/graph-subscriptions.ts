@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { subscriptionDue, type ReceivePolicy, type ReceiveState, type Subscription } from '../domain/receive-state.js';
 import type { GraphReceiver } from '../mail/graph-receiver.js';
-import { ReceiveAttemptError, type ReceiveTarget } from '../mail/mail-receiver.js';
+import { ReceiveAttemptError, type ReceiveFailure, type ReceiveTarget } from '../mail/mail-receiver.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import type { Logger } from '../telemetry/logger.js';
 
@@ -36,11 +36,12 @@ export function hashClientState(clientState: string): string {
   return createHash('sha256').update(clientState, 'utf8').digest('base64url');
 }
 
-export function clientStateMatches(clientState: string | undefined, hash: string): boolean {
-  if (clientState === undefined) return false;
-  const given = Buffer.from(hashClientState(clientState));
-  const expected = Buffer.from(hash);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/** Compares a notification's clientState hash with the subscription's, in constant time; a missing one never matches. */
+export function clientStateHashMatches(given: string | undefined, expected: string): boolean {
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Makes, renews and drops subscriptions so that each watched folder has one; says the mode that results. */
@@ -62,7 +63,7 @@ export async function upkeepSubscriptions(
   }
   if (!deps.urls) return { subscriptions: Object.fromEntries(current), mode: 'polling', modeReason: 'Graph notifications are turned off (GRAPH_NOTIFICATIONS=off).' };
 
-  let failure: string | undefined;
+  let failure: ReceiveFailure | undefined;
   const waiting = state.subscribeAfter !== undefined && state.subscribeAfter > now.toISOString();
   for (const folder of folders) {
     const existing = current.get(folder);
@@ -88,7 +89,7 @@ export async function upkeepSubscriptions(
       current.set(folder, await subscribe(deps, graph, target, state, folder, now));
     } catch (error) {
       if (!(error instanceof ReceiveAttemptError)) throw error;
-      failure = error.failure.detail;
+      failure = error.failure;
       log.warn('receive: no Graph subscription; the mailbox is polled by delta instead', { folder, failure: error.failure });
     }
   }
@@ -102,7 +103,7 @@ export async function upkeepSubscriptions(
   return {
     subscriptions,
     mode: 'polling',
-    modeReason: `Graph could not create a change-notification subscription, so the mailbox is polled instead (${failure}). Graph must reach ${deps.urls.notifications} over https.`,
+    modeReason: `Graph could not create a change-notification subscription, so the mailbox is polled instead (${failure.detail}). ${subscribeAdvice(failure, deps.urls.notifications)} It is tried again in ${String(Math.round(deps.policy.resubscribeAfterMs / 3_600_000))} hours.`,
     subscribeAfter: new Date(now.getTime() + deps.policy.resubscribeAfterMs).toISOString(),
   };
 }
@@ -127,6 +128,13 @@ async function subscribe(deps: SubscriptionDeps, graph: GraphReceiver, target: R
     clientStateHash,
   });
   return { id: created.id, expiresAt: created.expiresAt, clientStateHash };
+}
+
+function subscribeAdvice(failure: ReceiveFailure, notificationUrl: string): string {
+  if (failure.kind === 'not_connected' || failure.kind === 'authentication') return 'The app may not read this mailbox\'s mail: check its Mail.Read (or Mail.ReadWrite) permission and consent.';
+  if (failure.kind === 'not_found') return 'A watched folder does not exist: correct receive.folders.';
+  if (failure.kind === 'throttled' || failure.kind === 'network' || (failure.status !== undefined && failure.status >= 500)) return 'Graph was not available.';
+  return `Graph must reach ${notificationUrl} over https (it validates the URL when the subscription is made).`;
 }
 
 /** Deletes a subscription at Graph (best effort: it expires anyway) and from the index. */

@@ -75,11 +75,12 @@ export async function ingestMessage(deps: IngestDeps, mailbox: IngestMailbox, fo
       emitted: false,
       receivedAt: receivedAt.toISOString(),
       size: raw.length,
-      ...(parsed.messageId !== undefined && { internetMessageId: parsed.messageId }),
-      ...(parsed.subject !== undefined && { subject: parsed.subject.slice(0, 1000) }),
+      ...(parsed.messageId !== undefined && { internetMessageId: parsed.messageId.slice(0, CAP.id) }),
+      ...(parsed.subject !== undefined && { subject: parsed.subject.slice(0, CAP.subject) }),
       blobName,
       rawExpiresAt: new Date(receivedAt.getTime() + deps.retentionMs).toISOString(),
       attachments: attachmentsOf(parsed),
+      ...(parsed.attachments.length > CAP.attachments && { attachmentsTruncated: true }),
     };
     try {
       await deps.inbox.create(key, fresh);
@@ -106,10 +107,26 @@ export async function ingestMessage(deps: IngestDeps, mailbox: IngestMailbox, fo
   return 'new';
 }
 
+/**
+ * An event (and a row) is one Table Storage property of at most 32K characters: anything a sender
+ * controls is capped, and `truncated` names what was cut. The whole message is always at raw.url.
+ */
+const CAP = { to: 20, cc: 15, replyTo: 5, name: 64, address: 254, references: 10, id: 250, subject: 500, attachments: 30, filename: 120, header: 100 };
+
 export function receivedEventData(row: InboundMessage, parsed: ParsedMail, rawUrl: string): MessageReceivedData {
+  const truncated: MessageReceivedData['truncated'] = [];
+  const capped = (field: 'to' | 'cc' | 'replyTo', list: { address: string; name?: string }[]) => {
+    if (list.length > CAP[field]) truncated.push(field);
+    return list.slice(0, CAP[field]);
+  };
   const from = addresses(parsed.from)[0];
   const sender = addresses(headerAddress(parsed, 'sender'))[0];
   const autoSubmitted = parsed.headers.get('auto-submitted');
+  const references = parsed.references === undefined ? [] : Array.isArray(parsed.references) ? parsed.references : [parsed.references];
+  if (references.length > CAP.references) truncated.push('references');
+  if (row.attachmentsTruncated === true) truncated.push('attachments');
+  const subject = parsed.subject ?? '';
+  if (subject.length > CAP.subject) truncated.push('subject');
   return {
     messageId: row.id,
     mailboxId: row.mailboxId,
@@ -118,31 +135,34 @@ export function receivedEventData(row: InboundMessage, parsed: ParsedMail, rawUr
     folder: row.folder,
     ...(from && { from }),
     ...(sender && { sender }),
-    replyTo: addresses(parsed.replyTo),
-    to: addresses(parsed.to),
-    cc: addresses(parsed.cc),
-    subject: parsed.subject ?? '',
+    replyTo: capped('replyTo', addresses(parsed.replyTo)),
+    to: capped('to', addresses(parsed.to)),
+    cc: capped('cc', addresses(parsed.cc)),
+    subject: subject.slice(0, CAP.subject),
     ...(parsed.date && !Number.isNaN(parsed.date.getTime()) && { date: parsed.date.toISOString() }),
     receivedAt: row.receivedAt,
     size: row.size,
-    ...(parsed.messageId !== undefined && { internetMessageId: parsed.messageId }),
-    ...(parsed.inReplyTo !== undefined && { inReplyTo: parsed.inReplyTo }),
-    references: parsed.references === undefined ? [] : Array.isArray(parsed.references) ? parsed.references : [parsed.references],
-    ...(typeof autoSubmitted === 'string' && { autoSubmitted }),
+    ...(row.internetMessageId !== undefined && { internetMessageId: row.internetMessageId }),
+    ...(parsed.inReplyTo !== undefined && { inReplyTo: parsed.inReplyTo.slice(0, CAP.id) }),
+    // The most recent references are the ones that thread a reply.
+    references: references.slice(-CAP.references).map((id) => id.slice(0, CAP.id)),
+    ...(typeof autoSubmitted === 'string' && { autoSubmitted: autoSubmitted.slice(0, CAP.header) }),
     preview: previewOf(parsed.text),
     hasAttachments: row.attachments.some((attachment) => !attachment.inline),
     attachments: row.attachments,
     raw: { url: rawUrl, expiresAt: row.rawExpiresAt },
+    ...(truncated.length > 0 && { truncated }),
   };
 }
 
+/** The first attachments' metadata (CAP.attachments of them; the rest are in the MIME). */
 export function attachmentsOf(parsed: ParsedMail): InboundAttachment[] {
-  return parsed.attachments.map((attachment, index) => ({
+  return parsed.attachments.slice(0, CAP.attachments).map((attachment, index) => ({
     index,
-    ...(attachment.filename !== undefined && { filename: attachment.filename }),
-    contentType: attachment.contentType,
+    ...(attachment.filename !== undefined && { filename: attachment.filename.slice(0, CAP.filename) }),
+    contentType: attachment.contentType.slice(0, CAP.header),
     size: attachment.size,
-    ...(attachment.contentId !== undefined && { contentId: attachment.contentId }),
+    ...(attachment.contentId !== undefined && { contentId: attachment.contentId.slice(0, CAP.id) }),
     inline: attachment.contentDisposition === 'inline' || attachment.related === true,
   }));
 }
@@ -159,7 +179,7 @@ function addresses(field: AddressObject | AddressObject[] | undefined): { addres
     object.value.flatMap(function flatten(entry): { address: string; name?: string }[] {
       if (entry.group) return entry.group.flatMap(flatten);
       if (!entry.address) return [];
-      return [{ address: entry.address, ...(entry.name !== '' && { name: entry.name }) }];
+      return [{ address: entry.address.slice(0, CAP.address), ...(entry.name !== '' && { name: entry.name.slice(0, CAP.name) }) }];
     }),
   );
 }

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import type { Connection } from '../domain/connection.js';
 import { receiveFolders, type Mailbox } from '../domain/mailbox.js';
-import { nextPollAt, retryPollAt, type ReceivePolicy, type ReceiveState } from '../domain/receive-state.js';
+import { nextPollAt, retryPollAt, STUCK_MESSAGE_LIMIT, type ReceivePolicy, type ReceiveState } from '../domain/receive-state.js';
+import { CONNECTION_RECHECK_MS } from '../domain/send-failure.js';
 import { TokenUnavailableError, type AccessToken, type TokenOptions } from '../identity/access-tokens.js';
 import type { Resource } from '../identity/scopes.js';
 import type { GraphReceiver } from '../mail/graph-receiver.js';
@@ -9,7 +10,9 @@ import { ReceiveAttemptError, type FoundMessage, type ImapReceiver, type Pop3Rec
 import { keys, type Repositories } from '../store/repositories.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import { graphFolder, upkeepSubscriptions, type SubscriptionDeps } from './graph-subscriptions.js';
+import { graphFolder, upkeepSubscriptions, type SubscriptionDeps, type SubscriptionOutcome } from './graph-subscriptions.js';
+import { receiveFailureAdvice } from './receive-failure-advice.js';
+import { errorFields } from '../mail/error-fields.js';
 import type { IngestMailbox, IngestOutcome } from './ingest-message.js';
 import type { ReceiveStates } from './receive-states.js';
 
@@ -76,74 +79,125 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
   const mailbox = (await deps.mailboxes.get(keys.mailbox(job.customerId, job.connectionId, job.mailboxId)))?.value;
   const connection = (await deps.connections.get(keys.connection(job.customerId, job.connectionId)))?.value;
   if (!mailbox || !connection || connection.state === 'disconnected' || mailbox.receiveTransport === 'none') {
-    await deps.states.remove(job);
+    await stopReceiving(deps, job);
     return { outcome: 'gone' };
   }
   let state = await deps.states.ensure(mailbox);
   if (!state) return { outcome: 'gone' };
   if (job.reason === 'schedule' && Date.parse(state.dueAt) > now.getTime() + EARLY_MS) return { outcome: 'not_due' };
   if (!CONNECTED.has(connection.state)) {
-    // Nothing to look with until the connection works again; the timer keeps asking, cheaply.
-    const code = `connection_${connection.state}`;
-    if (state.lastError?.code !== code) {
-      await deps.states.change(job, (current) => ({ ...current, lastError: { code, message: `The connection is ${connection.state}; receiving resumes when it is connected again.`, at: now.toISOString() } }));
-    }
+    // Nothing to look with until the connection works again: ask again in a few minutes, not every tick.
+    const waiting = connection.state;
+    await deps.states.change(job, (current) => ({
+      ...current,
+      dueAt: new Date(now.getTime() + CONNECTION_RECHECK_MS).toISOString(),
+      lastError: { code: `connection_${waiting}`, message: connectionWaits(waiting), at: current.lastError?.code === `connection_${waiting}` ? current.lastError.at : now.toISOString() },
+    }));
     return { outcome: 'waiting' };
   }
 
   const held = await deps.states.acquire(job);
-  if (!held) return { outcome: 'busy' };
+  if (!held) {
+    // A look is running; one asked for out of turn (a lifecycle notification) must not be lost: it runs again after.
+    if (job.reason !== 'schedule' && job.reason !== 'more') await deps.states.change(job, (current) => ({ ...current, rerunRequestedAt: now.toISOString() }));
+    return { outcome: 'busy' };
+  }
   state = held.state;
   if (state.transport !== mailbox.receiveTransport) {
     // Another transport reads the mailbox now: its cursors start over.
     state = { ...state, transport: mailbox.receiveTransport, imap: {}, graph: {} };
     delete state.pop3;
   }
-  const log = deps.logger.child({ customerId: job.customerId, connectionId: job.connectionId, mailboxId: job.mailboxId, transport: state.transport });
-  const target: IngestMailbox = {
-    customerId: mailbox.customerId,
-    connectionId: mailbox.connectionId,
-    mailboxId: mailbox.id,
-    address: mailbox.address,
-    transport: state.transport,
-    tags: connection.tags,
-  };
+  const transport = state.transport;
+  const log = deps.logger.child({ customerId: job.customerId, connectionId: job.connectionId, mailboxId: job.mailboxId, transport });
+  const target: IngestMailbox = { customerId: mailbox.customerId, connectionId: mailbox.connectionId, mailboxId: mailbox.id, address: mailbox.address, transport, tags: connection.tags };
   let emitted = 0;
+  const stuck = state.stuck;
   const sink = async (found: FoundMessage) => {
-    if ((await deps.ingest(target, found)) === 'new') emitted++;
+    if (stuck && stuck.fingerprint === found.fingerprint && stuck.failures >= STUCK_MESSAGE_LIMIT) {
+      deps.metrics.count('receive.messages_set_aside', { transport });
+      log.error('receive: a message failed to be kept several times and is set aside; its MIME could not be parsed or stored (see earlier errors)', { fingerprint: found.fingerprint });
+      return;
+    }
+    try {
+      if ((await deps.ingest(target, found)) === 'new') emitted++;
+    } catch (error) {
+      // Downloading it failed: the transport's trouble, not the message's.
+      if (error instanceof ReceiveAttemptError) throw error;
+      throw new IngestError(found.fingerprint, error);
+    }
   };
 
+  // Set while the look's outcome is written: a look asked for while this one ran runs once it is done.
+  const asked = { rerun: false };
+  const askedMeanwhile = (current: ReceiveState) => current.rerunRequestedAt !== undefined && current.rerunRequestedAt >= held.startedAt.toISOString();
   try {
     const look = await lookWithFreshTokenOnRefusal(deps, connection, mailbox, state, sink);
-    deps.metrics.count('receive.polls', { transport: state.transport, outcome: 'ok', reason: job.reason });
-    if (emitted > 0) deps.metrics.count('receive.messages', { transport: state.transport }, emitted);
+    deps.metrics.count('receive.polls', { transport, outcome: 'ok', reason: job.reason });
+    if (emitted > 0) deps.metrics.count('receive.messages', { transport }, emitted);
     const finished = deps.now();
-    const updated = await held.finish((current) => {
-      const next: ReceiveState = { ...current, ...look.changes, transport: state.transport, lastPollAt: now.toISOString(), consecutiveFailures: 0 };
+    const written = await held.finish((current) => {
+      asked.rerun = askedMeanwhile(current);
+      const next: ReceiveState = { ...current, ...look.changes, transport, lastPollAt: now.toISOString(), consecutiveFailures: 0 };
       delete next.lastError;
+      delete next.stuck;
+      delete next.rerunRequestedAt;
       if (emitted > 0) next.lastMessageAt = finished.toISOString();
       next.dueAt = nextPollAt(next, mailbox, deps.policy, finished, look.more).toISOString();
       next.lastSuccessAt = finished.toISOString();
       return next;
     });
-    if (look.more) await deps.enqueuePoll({ ...job, reason: 'more' }, 0);
+    if (look.more || asked.rerun) await deps.enqueuePoll({ ...job, reason: look.more ? 'more' : 'manual' }, 0);
     if (look.resynced) log.info('receive: a cursor started over (new UIDVALIDITY, lost delta state or POP3 place); duplicates were dropped');
-    return { outcome: 'polled', found: look.found, emitted, more: look.more, resynced: look.resynced, mode: updated?.mode ?? state.mode };
+    return { outcome: 'polled', found: look.found, emitted, more: look.more, resynced: look.resynced, mode: written?.mode ?? state.mode };
   } catch (error) {
     const failure = failureOf(error);
-    if (!failure) {
-      await held.finish((current) => current).catch(() => undefined);
-      throw error;
-    }
-    deps.metrics.count('receive.polls', { transport: state.transport, outcome: 'failed', code: failure.code, reason: job.reason });
-    if (!(error instanceof TokenUnavailableError)) log.warn('receive: the look failed', { code: failure.code, message: failure.message });
+    deps.metrics.count('receive.polls', { transport, outcome: 'failed', code: failure.code, reason: job.reason });
+    if (failure.unexpected) log.error('receive: the look failed unexpectedly', { error });
+    else if (!(error instanceof TokenUnavailableError)) log.warn('receive: the look failed', { code: failure.code, message: failure.message });
     const finished = deps.now();
     await held.finish((current) => {
+      asked.rerun = askedMeanwhile(current);
       const failures = current.consecutiveFailures + 1;
       const retryAt = failure.retryAfterSeconds !== undefined ? new Date(finished.getTime() + failure.retryAfterSeconds * 1000) : retryPollAt(failures, mailbox, deps.policy, finished);
-      return { ...current, lastPollAt: now.toISOString(), consecutiveFailures: failures, lastError: { code: failure.code, message: failure.message, at: finished.toISOString() }, dueAt: retryAt.toISOString() };
+      const next: ReceiveState = { ...current, lastPollAt: now.toISOString(), consecutiveFailures: failures, lastError: { code: failure.code, message: failure.message, at: finished.toISOString() }, dueAt: retryAt.toISOString() };
+      delete next.rerunRequestedAt;
+      if (failure.stuckOn !== undefined) next.stuck = { fingerprint: failure.stuckOn, failures: current.stuck?.fingerprint === failure.stuckOn ? current.stuck.failures + 1 : 1 };
+      return next;
     });
+    // A lifecycle notification during a failed look still gets its look (which backs off on its own if it fails too).
+    if (asked.rerun) await deps.enqueuePoll({ ...job, reason: 'manual' }, 0);
     return { outcome: 'failed', code: failure.code };
+  }
+}
+
+/** The mailbox no longer receives: its row goes, and so do its subscriptions' index rows (Graph lets them expire). */
+async function stopReceiving(deps: PollDeps, job: z.output<typeof pollJobSchema>): Promise<void> {
+  const state = await deps.states.get(job);
+  for (const subscription of Object.values(state?.subscriptions ?? {})) await deps.subscriptions.index.delete(keys.graphSubscription(subscription.id));
+  await deps.states.remove(job);
+}
+
+function connectionWaits(state: Connection['state']): string {
+  const nextStep =
+    state === 'needs_reauth'
+      ? 'Send the user the reconnect link (the connection.state_changed event has it, or POST …/consent-link).'
+      : state === 'needs_admin'
+        ? 'An administrator of the customer\'s tenant has to grant consent again (POST …/consent-link with purpose admin-grant).'
+        : state === 'app_misconfigured'
+          ? 'Fix the app registration\'s credential (see the app.misconfigured event).'
+          : 'Finish connecting it (the consent link).';
+  return `The connection is ${state}, so the mailbox is not read; nothing is lost, mail that arrives meanwhile is emitted once it is connected again. ${nextStep}`;
+}
+
+/** A message the sink could not keep: which one, and why. */
+class IngestError extends Error {
+  constructor(
+    readonly fingerprint: string,
+    readonly reason: unknown,
+  ) {
+    super('a received message could not be kept', { cause: reason });
+    this.name = 'IngestError';
   }
 }
 
@@ -163,17 +217,27 @@ async function lookWithFreshTokenOnRefusal(
 ): Promise<Look> {
   const resource: Resource = state.transport === 'graph' ? 'graph' : 'outlook';
   const token = await deps.tokens.getAccessToken(connection, resource);
+  // The subscriptions a first try made are kept in the row at once, so a second try does not make them again.
+  const progress = { state };
   try {
-    return await look(deps, connection, mailbox, state, { mailbox: mailbox.address, accessToken: token.token }, sink);
+    return await look(deps, connection, mailbox, progress, { mailbox: mailbox.address, accessToken: token.token }, sink);
   } catch (error) {
     if (!(error instanceof ReceiveAttemptError && error.failure.kind === 'authentication')) throw error;
     // A token the server refuses may have been revoked or changed: ask Microsoft for a new one.
     const fresh = await deps.tokens.getAccessToken(connection, resource, { fresh: true });
-    return look(deps, connection, mailbox, state, { mailbox: mailbox.address, accessToken: fresh.token }, sink);
+    return look(deps, connection, mailbox, progress, { mailbox: mailbox.address, accessToken: fresh.token }, sink);
   }
 }
 
-async function look(deps: PollDeps, connection: Connection, mailbox: Mailbox, state: ReceiveState, target: ReceiveTarget, ingest: (found: FoundMessage) => Promise<void>): Promise<Look> {
+async function look(
+  deps: PollDeps,
+  connection: Connection,
+  mailbox: Mailbox,
+  progress: { state: ReceiveState },
+  target: ReceiveTarget,
+  ingest: (found: FoundMessage) => Promise<void>,
+): Promise<Look> {
+  const { state } = progress;
   const receivers = deps.receivers(connection);
   const folders = receiveFolders(mailbox);
   // Events name a folder as the mailbox's settings do, whatever the transport calls it (INBOX, inbox, POP3).
@@ -205,16 +269,21 @@ async function look(deps: PollDeps, connection: Connection, mailbox: Mailbox, st
   }
 
   const subscriptions = await upkeepSubscriptions(deps.subscriptions, receivers.graph, target, state, folders);
+  // Written at once, merged into the row as it is now: they exist at Graph whatever happens to the rest of the look.
+  progress.state = { ...state, ...subscriptionFields(subscriptions) };
+  await deps.states.change(state, (current) => ({ ...current, ...subscriptionFields(subscriptions) }));
   const graph = { ...(state.graph ?? {}) };
   let found = 0;
   let more = false;
   let resynced = false;
-  const resyncSince = new Date(deps.now().getTime() - deps.resyncDays * 86_400_000);
+  const now = deps.now();
+  const resyncSince = new Date(now.getTime() - deps.resyncDays * 86_400_000);
   for (const folder of folders) {
     const result = await receivers.graph.delta({
       target,
       folder: graphFolder(folder),
-      cursor: graph[folder] ?? { since: state.createdAt },
+      // A folder watched from the start reads from when the mailbox was added; one added later from now, not its history.
+      cursor: graph[folder] ?? { since: state.lastSuccessAt === undefined ? state.createdAt : now.toISOString() },
       limit: deps.batchSize,
       resyncSince,
       sink,
@@ -224,17 +293,15 @@ async function look(deps: PollDeps, connection: Connection, mailbox: Mailbox, st
     more ||= result.more;
     resynced ||= result.resynced;
   }
+  return { changes: { graph }, found, more, resynced };
+}
+
+function subscriptionFields(outcome: SubscriptionOutcome): Pick<ReceiveState, 'subscriptions' | 'mode'> & Partial<Pick<ReceiveState, 'modeReason' | 'subscribeAfter'>> {
   return {
-    changes: {
-      graph,
-      subscriptions: subscriptions.subscriptions,
-      mode: subscriptions.mode,
-      ...(subscriptions.modeReason !== undefined ? { modeReason: subscriptions.modeReason } : { modeReason: undefined }),
-      ...(subscriptions.subscribeAfter !== undefined ? { subscribeAfter: subscriptions.subscribeAfter } : { subscribeAfter: undefined }),
-    },
-    found,
-    more,
-    resynced,
+    subscriptions: outcome.subscriptions,
+    mode: outcome.mode,
+    ...(outcome.modeReason !== undefined ? { modeReason: outcome.modeReason } : { modeReason: undefined }),
+    ...(outcome.subscribeAfter !== undefined ? { subscribeAfter: outcome.subscribeAfter } : { subscribeAfter: undefined }),
   };
 }
 
@@ -255,9 +322,12 @@ interface PollFailure {
   code: string;
   message: string;
   retryAfterSeconds?: number;
+  /** The message the look failed on, when it is one message's fault (not an outage). */
+  stuckOn?: string;
+  unexpected?: true;
 }
 
-function failureOf(error: unknown): PollFailure | undefined {
+function failureOf(error: unknown): PollFailure {
   if (error instanceof TokenUnavailableError) {
     const { failure } = error;
     return { code: `token_${failure.kind}`, message: `Microsoft did not issue a token (${failure.code}): ${failure.explanation} ${failure.nextStep}` };
@@ -266,9 +336,27 @@ function failureOf(error: unknown): PollFailure | undefined {
     const { failure } = error;
     return {
       code: `${failure.transport}_${failure.kind}`,
-      message: failure.detail,
+      message: `${failure.detail} ${receiveFailureAdvice(failure)}`,
       ...(failure.retryAfterSeconds !== undefined && { retryAfterSeconds: failure.retryAfterSeconds }),
     };
   }
-  return undefined;
+  if (error instanceof IngestError) {
+    if (isStorageOutage(error.reason)) return { code: 'storage_unavailable', message: 'Storage did not answer while a received message was kept; the look is tried again.' };
+    return {
+      code: 'message_not_kept',
+      message: `A received message could not be kept (${errorText(error.reason)}); it is tried ${String(STUCK_MESSAGE_LIMIT)} times, then set aside so the mailbox goes on.`,
+      stuckOn: error.fingerprint,
+    };
+  }
+  if (isStorageOutage(error)) return { code: 'storage_unavailable', message: 'Storage did not answer during the look; it is tried again.' };
+  return { code: 'internal_error', message: `The look failed on the connector's side (${errorText(error)}); it is tried again.`, unexpected: true };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message.slice(0, 300) : 'unknown error';
+}
+
+function isStorageOutage(error: unknown): boolean {
+  const { statusCode, code } = errorFields(error);
+  return (typeof statusCode === 'number' && (statusCode >= 500 || statusCode === 408)) || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND'].includes(String(code));
 }

@@ -23,6 +23,8 @@ export interface ReceiveStatesDeps {
 
 export interface HeldPoll {
   state: ReceiveState;
+  /** When the lease was taken: a rerun asked for after this is one this look did not cover. */
+  startedAt: Date;
   /** Applies the look's outcome to the row as it is now and lets the lease go. */
   finish(change: (state: ReceiveState) => ReceiveState): Promise<ReceiveState | undefined>;
 }
@@ -78,6 +80,7 @@ export class ReceiveStates {
     }
     return {
       state: leased,
+      startedAt: now,
       finish: (change) =>
         this.change(key, (now) => {
           const next = change(now);

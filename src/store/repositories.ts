@@ -75,7 +75,7 @@ export function createRepositories(storage: StorageClients): Repositories {
     outbox: repo(TABLES.outbox, outboundMessageSchema, ['content', 'attempts', 'lastError', 'lastEvent']),
     idempotencyKeys: repo(TABLES.idempotencyKeys, idempotencyRecordSchema, []),
     sendGovernor: repo(TABLES.sendGovernor, governorStateSchema, ['sends', 'slots']),
-    receiveState: repo(TABLES.receiveState, receiveStateSchema, ['lease', 'imap', 'pop3', 'graph', 'subscriptions', 'lastError']),
+    receiveState: repo(TABLES.receiveState, receiveStateSchema, ['lease', 'imap', 'pop3', 'graph', 'subscriptions', 'lastError', 'stuck']),
     inbox: repo(TABLES.inbox, inboundMessageSchema, ['attachments']),
     graphSubscriptions: repo(TABLES.graphSubscriptions, subscriptionIndexSchema, []),
   };

@@ -13,7 +13,8 @@ import type { OpenApiDocument } from '../../src/api/openapi.js';
 import { apiRoutes } from '../../src/api/routes/index.js';
 import { getServices, type Services } from '../../src/composition.js';
 import type { StoredEvent } from '../../src/domain/events.js';
-import { newId } from '../../src/domain/ids.js';
+import { derivedId, newId } from '../../src/domain/ids.js';
+import { InboxContent } from '../../src/receiving/inbox-content.js';
 import { keys } from '../../src/store/repositories.js';
 import { provisionStorage } from '../../src/store/provision-storage.js';
 import { startKeyServer, type KeyServer } from '../support/key-server.js';
@@ -97,7 +98,7 @@ async function call(name: string, options: CallOptions = {}): Promise<CallResult
   if (body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
   const response = await fetch(url, { method: route.method, headers, ...(body !== undefined && { body }) });
   const text = await response.text();
-  const parsed: unknown = text === '' ? undefined : JSON.parse(text);
+  const parsed: unknown = text === '' ? undefined : /json/.test(response.headers.get('content-type') ?? '') ? JSON.parse(text) : text;
   contractProblems.push(...validator.check(`/api/${route.path}`, route.method, response.status, response.headers.get('content-type'), parsed));
   return { status: response.status, headers: response.headers, body: parsed };
 }
@@ -110,6 +111,21 @@ async function token(claims: Record<string, unknown>, options: { kid?: string; k
     .setIssuedAt(iat)
     .setExpirationTime(iat + (options.lifetime ?? 300))
     .sign(options.key ?? signingKey);
+}
+
+/** A received message of the mailbox, as ingest keeps one: its row and its MIME. */
+async function receivedMessage(customerId: string, connectionId: string, mailboxId: string): Promise<string> {
+  const id = derivedId('rcv', [customerId, mailboxId, 'graph:AAMk-test']);
+  const receivedAt = new Date();
+  const blobName = InboxContent.blobName(receivedAt, customerId, id);
+  const mime = 'From: a@customer.example\r\nSubject: hi\r\nMessage-ID: <r1@customer.example>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/csv; name=a.csv\r\nContent-Disposition: attachment; filename=a.csv\r\n\r\nx,y\r\n--b--\r\n';
+  await services.inboxContent.put(blobName, Buffer.from(mime));
+  await services.repositories.inbox.create(keys.inboundMessage(customerId, id), {
+    id, customerId, connectionId, mailboxId, mailbox: 'support@globex.example', transport: 'graph', folder: 'Inbox', eventId: newId('evt'), emitted: true,
+    receivedAt: receivedAt.toISOString(), size: mime.length, internetMessageId: '<r1@customer.example>', subject: 'hi', blobName,
+    rawExpiresAt: new Date(receivedAt.getTime() + 86_400_000).toISOString(), attachments: [{ index: 0, filename: 'a.csv', contentType: 'text/csv', size: 3, inline: false }],
+  });
+  return id;
 }
 
 function problemType(result: CallResult): unknown {
@@ -166,8 +182,8 @@ describe('vendor API', () => {
   it('documents every HTTP function it registers in the OpenAPI document', async () => {
     const document = (await (await fetch(`${host.baseUrl}/api/openapi.json`)).json()) as OpenApiDocument;
     expect(document.openapi).toBe('3.1.0');
-    // The connect pages (HTML for people, under /api/connect) are not part of the vendor API.
-    const http = host.functions.filter((f) => f.trigger === 'http' && !f.name.startsWith('connect-'));
+    // The connect pages (HTML for people, under /api/connect) and the URLs Graph posts notifications to are not part of the vendor API.
+    const http = host.functions.filter((f) => f.trigger === 'http' && !f.name.startsWith('connect-') && !f.name.startsWith('graph-'));
     expect(http.length).toBe(apiRoutes.length);
     for (const fn of http) {
       for (const method of fn.methods ?? []) {
@@ -263,8 +279,9 @@ describe('vendor API', () => {
     });
     const events = (await call('events-list', { params: { customerId: ids.b } })).body as { items: StoredEvent[] };
     const eventId = events.items[0]?.id ?? '';
-    // B has no message: the id only has to be well-formed for the route to look.
-    const params = { customerId: ids.b, connectionId: connection.id, mailboxId, eventId, messageId: 'msg_01J00000000000000000000000' };
+    // And a message B's mailbox received, with an attachment.
+    const received = await receivedMessage(ids.b, connection.id, mailboxId);
+    const params = { customerId: ids.b, connectionId: connection.id, mailboxId, eventId, messageId: received, index: '0' };
     const bodies: Record<string, unknown> = {
       'customers-put': { displayName: 'taken over' },
       'connections-create': { mode: 'delegated' },
@@ -273,6 +290,7 @@ describe('vendor API', () => {
       'mailboxes-add': { address: 'intruder@globex.example' },
       'messages-send': { to: ['victim@globex.example'], subject: 'intruder', text: 'hi' },
       'attachments-upload': { not: 'really a file' },
+      'mailboxes-update': { receive: { intervalSeconds: 600 } },
     };
 
     const scoped = apiRoutes.filter((route) => route.authenticated && route.path.includes('{customerId}'));
@@ -280,7 +298,8 @@ describe('vendor API', () => {
       'attachments-upload',
       'connections-check', 'connections-consent-link', 'connections-create', 'connections-disconnect', 'connections-exchange-setup', 'connections-get',
       'connections-list', 'connections-update', 'customers-delete', 'customers-get', 'customers-put', 'events-get', 'events-list',
-      'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove', 'messages-get', 'messages-send',
+      'events-replay', 'events-replay-failed', 'mailboxes-add', 'mailboxes-get', 'mailboxes-list', 'mailboxes-remove', 'mailboxes-update',
+      'messages-attachment', 'messages-get', 'messages-raw', 'messages-send',
     ]);
     const asA = [credentials.a, await token({})];
     for (const route of scoped) {
@@ -292,7 +311,7 @@ describe('vendor API', () => {
     }
     // A's own customer in the path with B's resource ids finds nothing either: reads stay in A's partition.
     const crossed = { ...params, customerId: ids.a };
-    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-check', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'events-get', 'events-replay', 'messages-send', 'messages-get', 'attachments-upload'];
+    const underA = ['connections-get', 'connections-update', 'connections-disconnect', 'connections-consent-link', 'connections-check', 'connections-exchange-setup', 'mailboxes-list', 'mailboxes-get', 'mailboxes-add', 'mailboxes-remove', 'mailboxes-update', 'events-get', 'events-replay', 'messages-send', 'messages-get', 'messages-raw', 'messages-attachment', 'attachments-upload'];
     for (const route of scoped.filter((r) => underA.includes(r.name))) {
       const result = await call(route.name, { params: crossed, credential: credentials.a, ...(bodies[route.name] !== undefined && { body: bodies[route.name] }) });
       expect(result.status, `${route.name} with B's ids under A`).toBe(404);
@@ -300,10 +319,10 @@ describe('vendor API', () => {
     // Nothing of B's changed, and B's own key sees all of it.
     for (const route of scoped.filter((r) => r.method === 'GET')) {
       // An application connection that sends and receives over Graph has no Exchange PowerShell: 409.
-      // B has sent no message, so its own credentials find none either.
-      const status = route.name === 'connections-exchange-setup' ? 409 : route.name === 'messages-get' ? 404 : 200;
+      const status = route.name === 'connections-exchange-setup' ? 409 : 200;
       expect((await call(route.name, { params, credential: credentials.b })).status, route.name).toBe(status);
     }
+    expect((await call('mailboxes-get', { params, credential: credentials.b })).body).not.toHaveProperty('receive');
     const still = (await call('connections-get', { params, credential: credentials.b })).body;
     expect(still).toMatchObject({ state: 'pending', tags: {} });
     expect((await call('customers-get', { params, credential: credentials.b })).body).toMatchObject({ displayName: `Customer ${ids.b}` });

@@ -26,6 +26,15 @@ const expected = [
   { name: 'refresh-connection', trigger: 'queueTrigger', queueName: 'refresh-connection', connection: 'AzureWebJobsStorage' },
   // Outbound mail: one queue message per message to send (or to look at again).
   { name: 'send-mail', trigger: 'queueTrigger', queueName: 'send-mail', connection: 'AzureWebJobsStorage' },
+  // Inbound mail: the timer finds due mailboxes, the queues page through them and look at each;
+  // Graph posts notifications to two anonymous URLs, which only queue them.
+  { name: 'poll-timer', trigger: 'timerTrigger', schedule: '0 * * * * *' },
+  { name: 'poll-scan', trigger: 'queueTrigger', queueName: 'poll-scan', connection: 'AzureWebJobsStorage' },
+  { name: 'poll-mailbox', trigger: 'queueTrigger', queueName: 'poll-mailbox', connection: 'AzureWebJobsStorage' },
+  { name: 'graph-notification', trigger: 'queueTrigger', queueName: 'graph-notification', connection: 'AzureWebJobsStorage' },
+  { name: 'graph-notifications', trigger: 'httpTrigger', route: 'graph/notifications', methods: ['POST'], authLevel: 'anonymous' },
+  { name: 'graph-lifecycle', trigger: 'httpTrigger', route: 'graph/lifecycle', methods: ['POST'], authLevel: 'anonymous' },
+  { name: 'inbox-retention', trigger: 'timerTrigger', schedule: '0 20 3 * * *' },
   // The connect pages and the two redirect URIs registered on the vendor's app.
   ...(
     [

@@ -58,6 +58,7 @@ describe('local host', () => {
         PARALLEL_QUEUE: parallelQueue,
         LATE_QUEUE: lateQueue,
         MONITORED_SCHEDULE: '0 0 0 1 1 *',
+        'AzureWebJobs.switchedOff.Disabled': 'true',
       },
       log: (level, message) => hostLog.push(`${level}: ${message}`),
       functionLog: (entry) => functionLog.push(entry.message),
@@ -67,6 +68,11 @@ describe('local host', () => {
   afterAll(async () => {
     await host.stop();
     expect(recorded().hooks.at(-1)).toBe('appTerminate');
+  });
+
+  it('leaves out a function whose AzureWebJobs.<name>.Disabled setting is true, as the Functions host does', async () => {
+    expect(host.functions.map((f) => f.name)).not.toContain('switchedOff');
+    expect((await fetch(`${host.baseUrl}/api/switchedOff`)).status).toBe(404);
   });
 
   it('lists every registered function with its trigger', () => {

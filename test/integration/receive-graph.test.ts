@@ -6,6 +6,8 @@ import type { Mailbox } from '../../src/domain/mailbox.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 import { freePort } from '../../local/free-port.js';
 import { mailboxOf, receiveTestKit, type ReceiveTestKit } from '../support/receive-environment.js';
+import { hashClientState } from '../../src/receiving/graph-subscriptions.js';
+import { ReceiveAttemptError } from '../../src/mail/mail-receiver.js';
 import { sendTestKit, type SendTestKit } from '../support/send-environment.js';
 import { waitFor } from '../support/wait.js';
 
@@ -185,7 +187,7 @@ describe('receiving through Graph', () => {
     const injected = await env.sandbox.control.injectMessage({ address, from: 'c@customer.example', subject: 'forged', text: 'x', internetMessageId: id });
     const forged = (clientState: string, subscriptionId = subscription.id) => ({
       subscriptionId,
-      clientState,
+      clientStateHash: hashClientState(clientState),
       changeType: 'created',
       resource: `Users/x/Messages/${injected.id}`,
       resourceData: { '@odata.type': '#Microsoft.Graph.Message', id: injected.id },
@@ -202,7 +204,11 @@ describe('receiving through Graph', () => {
     expect(await validation.text()).toBe('Validation: token & more');
     const notJson = await fetch(`${env.baseUrl}/api/graph/notifications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"value": [' });
     expect(notJson.status).toBe(400);
-    const accepted = await fetch(`${env.baseUrl}/api/graph/lifecycle`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: [forged('guessed')] }) });
+    const accepted = await fetch(`${env.baseUrl}/api/graph/lifecycle`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value: [{ subscriptionId: subscription.id, clientState: 'guessed', lifecycleEvent: 'missed' }] }),
+    });
     expect(accepted.status).toBe(202);
   });
 
@@ -224,5 +230,122 @@ describe('receiving through Graph', () => {
     const view = await kit.api(`v1/customers/${CUSTOMER}/connections/${mailbox.connectionId}/mailboxes/${mailbox.id}`);
     expect(view.body).toMatchObject({ receiving: { mode: 'polling', modeReason: expect.stringMatching(/polled instead/) as unknown } });
   });
-});
 
+  it('a look that fails after subscribing keeps its subscription: the next look makes no second one', async () => {
+    let failDelta = true;
+    const breaking = receiveTestKit(env, {
+      wrapReceivers: (real) => ({
+        ...real,
+        graph: {
+          ...real.graph,
+          delta: (request) => {
+            if (!failDelta) return real.graph.delta(request);
+            failDelta = false;
+            return Promise.reject(new ReceiveAttemptError({ transport: 'graph', kind: 'server', status: 503, detail: 'Graph answered 503' }));
+          },
+        },
+      }),
+    });
+    const { mailbox, address } = await watched();
+    expect(await breaking.poll(mailbox)).toMatchObject({ outcome: 'failed', code: 'graph_server' });
+    const mine = async () => (await env.sandbox.control.subscriptions()).filter((s) => s.mailbox.toLowerCase() === address.toLowerCase());
+    const [made] = await mine();
+    expect(Object.values((await breaking.state(mailbox))?.subscriptions ?? {}).map((s) => s.id)).toEqual([made?.id]);
+    expect((await breaking.state(mailbox))?.lastError?.message).toMatch(/tried again with back-off/);
+    expect(await breaking.poll(mailbox)).toMatchObject({ outcome: 'polled', mode: 'notifications' });
+    expect((await mine()).map((s) => s.id)).toEqual([made?.id]);
+  });
+
+  it('subscriptionRemoved during a look is not undone by it, and the look that was asked for runs after it', async () => {
+    const { mailbox, address } = await watched();
+    await receive.poll(mailbox);
+    const mine = async () => (await env.sandbox.control.subscriptions()).filter((s) => s.mailbox.toLowerCase() === address.toLowerCase());
+    const [original] = await mine();
+    if (!original) throw new Error('no subscription');
+    const meanwhile = receiveTestKit(env, {
+      wrapReceivers: (real) => ({
+        ...real,
+        graph: {
+          ...real.graph,
+          async delta(request) {
+            // Graph removes the subscription while this look reads delta.
+            await env.sandbox.control.sendLifecycleEvent({ subscriptionId: original.id, lifecycleEvent: 'subscriptionRemoved' });
+            await waitFor(async () => !Object.values((await receive.state(mailbox))?.subscriptions ?? {}).some((s) => s.id === original.id));
+            return real.graph.delta(request);
+          },
+        },
+      }),
+    });
+    expect(await meanwhile.poll(mailbox)).toMatchObject({ outcome: 'polled' });
+    // The look asked for by the notification found this one running; it runs after, from the queue, and subscribes again.
+    const [replacement] = await waitFor(async () => {
+      const now = await mine();
+      return now.length === 1 && now[0]?.id !== original.id && now;
+    }, 15_000);
+    await waitFor(async () => {
+      const state = await receive.state(mailbox);
+      return state?.mode === 'notifications' && Object.values(state.subscriptions ?? {}).map((s) => s.id).join() === replacement?.id;
+    });
+  });
+
+  it('a large batch of notifications is queued in chunks, and a message notified many times is emitted once', async () => {
+    const { mailbox, address } = await watched();
+    await receive.poll(mailbox);
+    const [subscription] = (await env.sandbox.control.subscriptions()).filter((s) => s.mailbox.toLowerCase() === address.toLowerCase());
+    if (!subscription?.clientState) throw new Error('no subscription');
+    await env.sandbox.control.dropNotifications({ subscriptionId: subscription.id, count: 1 });
+    const id = messageId();
+    const injected = await env.sandbox.control.injectMessage({ address, from: 'e@customer.example', subject: 'many', text: 'z'.repeat(100), internetMessageId: id });
+    const notification = {
+      subscriptionId: subscription.id,
+      subscriptionExpirationDateTime: subscription.expirationDateTime,
+      changeType: 'created',
+      resource: `Users/x/Messages/${injected.id}`,
+      resourceData: { '@odata.type': '#Microsoft.Graph.Message', '@odata.id': `Users/x/Messages/${injected.id}`, '@odata.etag': 'W/"x"', id: injected.id },
+      clientState: subscription.clientState,
+      tenantId: contoso.tenant.id,
+    };
+    const body = JSON.stringify({ value: Array.from({ length: 150 }, () => notification) });
+    expect(body.length).toBeGreaterThan(64 * 1024);
+    const posted = await fetch(`${env.baseUrl}/api/graph/notifications`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(posted.status).toBe(202);
+    await receive.receivedOnce(CUSTOMER, id);
+    // The four queue messages are all handled (none poisoned), and the message stays emitted once.
+    const queue = env.services.storage.queueService.getQueueClient('graph-notification');
+    await waitFor(async () => (await queue.getProperties()).approximateMessagesCount === 0 && (await receive.received(CUSTOMER, id)).length === 1, 15_000);
+    const poison = env.services.storage.queueService.getQueueClient('graph-notification-poison');
+    expect((await poison.exists()) ? (await poison.getProperties()).approximateMessagesCount : 0).toBe(0);
+  });
+
+  it('a message that cannot be kept fails the look three times, then is set aside so the mailbox goes on', async () => {
+    const poisoned = new Set<string>();
+    const picky = receiveTestKit(env, {
+      notificationUrls: undefined,
+      wrapReceivers: (real) => ({
+        ...real,
+        graph: {
+          ...real.graph,
+          async raw(target, id) {
+            const bytes = await real.graph.raw(target, id);
+            if (poisoned.has(id)) throw new TypeError('the MIME broke the parser');
+            return bytes;
+          },
+        },
+      }),
+    });
+    const { mailbox, address } = await watched();
+    await picky.poll(mailbox);
+    const bad = await env.sandbox.control.injectMessage({ address, from: 'f@customer.example', subject: 'bad', text: 'x', internetMessageId: messageId() });
+    poisoned.add(bad.id);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      expect(await picky.poll(mailbox)).toMatchObject({ outcome: 'failed', code: 'message_not_kept' });
+      expect((await picky.state(mailbox))?.stuck).toEqual({ fingerprint: `graph:${bad.id}`, failures: attempt });
+    }
+    const good = messageId();
+    await env.sandbox.control.injectMessage({ address, from: 'f@customer.example', subject: 'good', text: 'y', internetMessageId: good });
+    expect(await picky.poll(mailbox)).toMatchObject({ outcome: 'polled', emitted: 1 });
+    expect(await receive.received(CUSTOMER, good)).toHaveLength(1);
+    expect((await picky.state(mailbox))?.stuck).toBeUndefined();
+    expect(picky.metrics.total('receive.messages_set_aside')).toBe(1);
+  });
+});

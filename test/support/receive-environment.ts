@@ -27,7 +27,7 @@ export interface ReceiveTestKit {
   receivedOnce(customerId: string, internetMessageId: string, timeoutMs?: number): Promise<StoredEvent & { data: MessageReceivedData }>;
 }
 
-export function receiveTestKit(env: ConnectEnvironment, options: Pick<ReceivingBuildDeps, 'notificationUrls'> = {}): ReceiveTestKit {
+export function receiveTestKit(env: ConnectEnvironment, options: Pick<ReceivingBuildDeps, 'notificationUrls' | 'wrapReceivers'> = {}): ReceiveTestKit {
   const metrics = new RecordingMetrics();
   const receiving = buildReceiving({
     config: env.services.config,

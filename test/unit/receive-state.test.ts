@@ -15,7 +15,7 @@ import {
 } from '../../src/domain/receive-state.js';
 import { receivingStatus } from '../../src/domain/receiving-status.js';
 import { attachmentsOf, receivedEventData } from '../../src/receiving/ingest-message.js';
-import { clientStateMatches, graphFolder, hashClientState } from '../../src/receiving/graph-subscriptions.js';
+import { clientStateHashMatches, graphFolder, hashClientState } from '../../src/receiving/graph-subscriptions.js';
 
 /** Receiving's pure parts: when a mailbox is looked at, message ids, event data, clientState checks. */
 
@@ -54,10 +54,12 @@ describe('receive schedule', () => {
   it('then keeps its beat: the time a look takes does not push the next one back', () => {
     const polled = state({ lastSuccessAt: '2026-11-23T10:00:40.000Z', dueAt: '2026-11-23T10:01:17.000Z' });
     expect(nextPollAt(polled, mailbox, DEFAULT_RECEIVE_POLICY, at('2026-11-23T10:01:29.000Z'), false).toISOString()).toBe('2026-11-23T10:02:17.000Z');
-    // A look that ran late skips the beats it missed rather than catching up on each.
-    expect(nextPollAt(polled, mailbox, DEFAULT_RECEIVE_POLICY, at('2026-11-23T10:04:00.000Z'), false).toISOString()).toBe('2026-11-23T10:04:17.000Z');
     // Queued a little early: still the next beat.
     expect(nextPollAt(polled, mailbox, DEFAULT_RECEIVE_POLICY, at('2026-11-23T10:01:14.000Z'), false).toISOString()).toBe('2026-11-23T10:02:17.000Z');
+    // A look that ran late, or out of turn long after its due time, goes back to the mailbox's own second.
+    const late = nextPollAt(polled, mailbox, DEFAULT_RECEIVE_POLICY, at('2026-11-23T10:04:00.000Z'), false);
+    expect(late).toEqual(atOffset(at('2026-11-23T10:05:00.000Z'), mailbox.id));
+    expect(late.getUTCSeconds()).toBe(pollOffsetSeconds(mailbox.id));
   });
 
   it('looks again at once while messages wait, and on the catch-up beat while Graph notifies', () => {
@@ -164,6 +166,7 @@ describe('message.received data', () => {
       emitted: false,
       receivedAt: '2026-11-23T10:00:05.000Z',
       size: mime.length,
+      internetMessageId: '<m1@customer.example>',
       blobName: 'x',
       rawExpiresAt: '2026-11-30T10:00:05.000Z',
       attachments: attachmentsOf(parsed),
@@ -189,6 +192,26 @@ describe('message.received data', () => {
     expect(data.preview.length).toBe(255);
   });
 
+  it('a message made to be huge still fits one Table Storage property, and says what was cut', async () => {
+    const recipients = Array.from({ length: 600 }, (_, i) => `"${'N'.repeat(200)}" <r${String(i)}@${'d'.repeat(60)}.example>`).join(', ');
+    const parts = Array.from({ length: 500 }, (_, i) => `--b\r\nContent-Type: text/plain; name="${'f'.repeat(300)}${String(i)}.txt"\r\nContent-Disposition: attachment\r\n\r\nx\r\n`).join('');
+    const huge = `From: a@b.example\r\nTo: ${recipients}\r\nCc: ${recipients}\r\nSubject: ${'S'.repeat(40_000)}\r\nMessage-ID: <${'m'.repeat(2000)}@x>\r\nReferences: ${Array.from({ length: 300 }, (_, i) => `<${String(i)}${'r'.repeat(900)}@x>`).join(' ')}\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts}--b--\r\n`;
+    const parsed = await simpleParser(Buffer.from(huge));
+    const row: InboundMessage = {
+      id: derivedId('rcv', ['acme', mailbox.id, 'imap:huge']), customerId: 'acme', connectionId: mailbox.connectionId, mailboxId: mailbox.id, mailbox: mailbox.address,
+      transport: 'imap', folder: 'Inbox', eventId: 'evt_01JABCDEFGHJKMNPQRSTVWXYZ0', emitted: false, receivedAt: '2026-11-23T10:00:05.000Z', size: huge.length,
+      internetMessageId: (parsed.messageId ?? '').slice(0, 250), blobName: 'x', rawExpiresAt: '2026-11-30T10:00:05.000Z', attachments: attachmentsOf(parsed), attachmentsTruncated: true,
+    };
+    const data = receivedEventData(row, parsed, 'https://connector.example/raw');
+    expect(JSON.stringify(data).length).toBeLessThan(30_000);
+    expect(JSON.stringify(row).length).toBeLessThan(30_000);
+    expect([...(data.truncated ?? [])].sort()).toEqual(['attachments', 'cc', 'references', 'subject', 'to']);
+    expect(data.to).toHaveLength(20);
+    expect(data.attachments).toHaveLength(30);
+    expect(data.references).toHaveLength(10);
+    expect(data.references.at(-1)?.startsWith('<299')).toBe(true);
+  });
+
   it('a preview collapses whitespace and stays whole when short', () => {
     expect(previewOf(' a \n\n b\t')).toBe('a b');
     expect(previewOf(undefined)).toBe('');
@@ -198,9 +221,10 @@ describe('message.received data', () => {
 describe('Graph subscriptions', () => {
   it('check a clientState by its hash, in constant time, refusing a missing one', () => {
     const hash = hashClientState('s3cret');
-    expect(clientStateMatches('s3cret', hash)).toBe(true);
-    expect(clientStateMatches('s3creT', hash)).toBe(false);
-    expect(clientStateMatches(undefined, hash)).toBe(false);
+    expect(clientStateHashMatches(hashClientState('s3cret'), hash)).toBe(true);
+    expect(clientStateHashMatches(hashClientState('s3creT'), hash)).toBe(false);
+    expect(clientStateHashMatches(undefined, hash)).toBe(false);
+    expect(clientStateHashMatches('', hash)).toBe(false);
   });
 
   it('name well-known folders as Graph does and keep folder ids as they are', () => {

@@ -192,15 +192,23 @@ async function receivedMessage(services: ApiServices, params: { customerId: stri
 }
 
 async function receivedContent(services: ApiServices, message: InboundMessage): Promise<Buffer> {
-  const raw = await services.receivedContent(message);
-  if (!raw) throw new ProblemError('gone', `The message's content was deleted when its retention ended (${message.rawExpiresAt}); its event still describes it.`);
+  // Retention deletes whole days later on; the promise is rawExpiresAt, so that is when it ends.
+  const raw = services.now().toISOString() < message.rawExpiresAt ? await services.receivedContent(message) : undefined;
+  if (!raw) {
+    throw new ProblemError(
+      'gone',
+      `The message's content was deleted when its retention ended (${message.rawExpiresAt}); its event still describes it. Download messages within RECEIVE_RETENTION of their arrival, or raise it.`,
+    );
+  }
   return raw;
 }
 
 /** RFC 6266: an ASCII fallback name and the UTF-8 one. */
 function contentDisposition(filename: string): string {
   const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+  // RFC 5987's attr-char leaves out ' ( ) * and !, which encodeURIComponent keeps.
+  const encoded = encodeURIComponent(filename).replace(/['()*!]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encoded}`;
 }
 
 /** The media type without parameters, or octet-stream for anything that is not one. */
