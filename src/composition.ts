@@ -60,7 +60,7 @@ import { DEFAULT_GOVERNOR_LIMITS } from './domain/send-governor.js';
 import type { Connection } from './domain/connection.js';
 import { DEFAULT_RECEIVE_POLICY } from './domain/receive-state.js';
 import { graphReceiver } from './mail/graph-receiver.js';
-import type { FoundMessage, ImapReceiver, MailServerAddress, Pop3Receiver } from './mail/mail-receiver.js';
+import type { FoundMessage, ImapReceiver, Pop3Receiver } from './mail/mail-receiver.js';
 import { InboxContent } from './receiving/inbox-content.js';
 import { ingestMessage, type IngestMailbox } from './receiving/ingest-message.js';
 import { handleNotifications, type NotificationBatch, type NotificationOutcome } from './receiving/graph-notifications.js';
@@ -516,7 +516,9 @@ export interface ReceivingBuildDeps {
 const RECEIVE_BATCH_SIZE = 50;
 /** How far back a cursor that had to start over (UIDVALIDITY, an expired delta token) looks again. */
 const RESYNC_DAYS = 7;
-/** Longer than a look of RECEIVE_BATCH_SIZE messages takes. */
+/** How long one IMAP or POP3 session may take, from connecting to logging out. */
+const RECEIVE_TIMEOUT_MS = 120_000;
+/** Longer than a look of RECEIVE_BATCH_SIZE messages takes (a session is cut off at RECEIVE_TIMEOUT_MS). */
 const POLL_LEASE_MS = 5 * 60_000;
 
 export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
@@ -530,8 +532,8 @@ export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
     if (!set) {
       const cloud = identity.msal.app(connection.appId).cloud;
       const real: Receivers = {
-        imap: lazyImapReceiver({ ...cloud.imap, timeoutMs: 120_000 }),
-        pop3: lazyPop3Receiver({ ...cloud.pop3, timeoutMs: 120_000 }),
+        imap: lazyReceiver<ImapReceiver>(async () => (await import('./mail/imap-receiver.js')).imapReceiver({ ...cloud.imap, timeoutMs: RECEIVE_TIMEOUT_MS })),
+        pop3: lazyReceiver<Pop3Receiver>(async () => (await import('./mail/pop3-receiver.js')).pop3Receiver({ ...cloud.pop3, timeoutMs: RECEIVE_TIMEOUT_MS })),
         graph: graphReceiver({ graphUrl: cloud.graphUrl }),
       };
       set = deps.wrapReceivers ? deps.wrapReceivers(real) : real;
@@ -610,24 +612,14 @@ export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
 }
 
 /** The IMAP and POP3 clients are loaded on the first look: a Graph-only connector never needs them. */
-function lazyImapReceiver(server: MailServerAddress): ImapReceiver {
-  let receiver: Promise<ImapReceiver> | undefined;
+function lazyReceiver<R extends { poll(request: never): Promise<unknown> }>(load: () => Promise<R>): R {
+  let receiver: Promise<R> | undefined;
   return {
-    async poll(request) {
-      receiver ??= import('./mail/imap-receiver.js').then((module) => module.imapReceiver(server));
+    async poll(request: never) {
+      receiver ??= load();
       return (await receiver).poll(request);
     },
-  };
-}
-
-function lazyPop3Receiver(server: MailServerAddress): Pop3Receiver {
-  let receiver: Promise<Pop3Receiver> | undefined;
-  return {
-    async poll(request) {
-      receiver ??= import('./mail/pop3-receiver.js').then((module) => module.pop3Receiver(server));
-      return (await receiver).poll(request);
-    },
-  };
+  } as R;
 }
 
 const lazyProbes: Probes = {

@@ -126,6 +126,16 @@ export class ConfigError extends Error {
 /** Empty strings count as unset, as the Functions host treats an empty app setting. */
 const blankAsUnset = (value: unknown) => (typeof value === 'string' && value.trim() === '' ? undefined : value);
 const setting = <T extends z.ZodType>(schema: T) => z.preprocess(blankAsUnset, schema.optional());
+/** A switch: `on` (true) or `off` (false), in any case. */
+const flag = (on: string, off: string) =>
+  setting(
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum([on, off], { error: `must be "${on}" or "${off}"` }))
+      .transform((v) => v === on),
+  );
 /** A duration such as 30s, 5m, 72h or 7d, in milliseconds, within [min, max]. */
 const durationBetween = (minMs: number, maxMs: number, message: string) =>
   z
@@ -197,14 +207,7 @@ const envSchema = z.object({
   KEY_VAULT_URL: setting(serviceUrl('https://<vault>.vault.azure.net')),
   LOCAL_SECRET_STORE_DIR: setting(z.string().trim()),
   AZURE_CLIENT_ID: setting(guid('the user-assigned managed identity')),
-  ALLOW_PRIVATE_NETWORK_URLS: setting(
-    z
-      .string()
-      .trim()
-      .toLowerCase()
-      .pipe(z.enum(['true', 'false'], { error: 'must be "true" or "false"' }))
-      .transform((v) => v === 'true'),
-  ),
+  ALLOW_PRIVATE_NETWORK_URLS: flag('true', 'false'),
   WEBHOOK_RETRY_SCHEDULE: setting(
     z
       .string()
@@ -253,14 +256,7 @@ const envSchema = z.object({
   MAX_MESSAGE_MB: setting(positiveIntegerUpTo(150)),
   SEND_RETRY_WINDOW: setting(durationBetween(60_000, 7 * 86_400_000, 'must be a duration from 1m to 7d, such as 24h')),
   RECEIVE_RETENTION: setting(durationBetween(86_400_000, 90 * 86_400_000, 'must be a duration from 1d to 90d, such as 7d')),
-  GRAPH_NOTIFICATIONS: setting(
-    z
-      .string()
-      .trim()
-      .toLowerCase()
-      .pipe(z.enum(['on', 'off'], { error: 'must be "on" or "off"' }))
-      .transform((v) => v === 'on'),
-  ),
+  GRAPH_NOTIFICATIONS: flag('on', 'off'),
   CONNECTION_DEGRADED_AFTER: setting(durationBetween(3_600_000, 30 * 86_400_000, 'must be a duration from 1h to 30d, such as 72h')),
   ENTRA_CREDENTIAL_EXPIRES_AT: setting(
     z
@@ -290,14 +286,7 @@ const envSchema = z.object({
         return apps.data;
       }),
   ),
-  ALLOW_ROPC: setting(
-    z
-      .string()
-      .trim()
-      .toLowerCase()
-      .pipe(z.enum(['true', 'false'], { error: 'must be "true" or "false"' }))
-      .transform((v) => v === 'true'),
-  ),
+  ALLOW_ROPC: flag('true', 'false'),
   LOG_LEVEL: setting(
     z
       .string()

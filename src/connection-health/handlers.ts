@@ -1,5 +1,5 @@
 import type { InvocationContext, Timer } from '@azure/functions';
-import type { z } from 'zod';
+import { parseQueueMessage } from '../store/queue-message.js';
 import { getServices, type IdentityServices, type Services } from '../composition.js';
 import type { Logger } from '../telemetry/logger.js';
 import { refreshMessageSchema } from './refresh-connection.js';
@@ -28,22 +28,15 @@ export async function refreshTimerHandler(_timer: Timer, context: InvocationCont
   if (result.enqueued > 0 || result.more) ready.log.info('refresh: due connections enqueued', result);
 }
 
-/** The message as its queue's schema reads it; a malformed one throws, to end in the poison queue. */
-function parse<T>(queue: string, schema: z.ZodType<T>, message: unknown): T {
-  const parsed = schema.safeParse(message);
-  if (!parsed.success) throw new Error(`${queue} message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-  return parsed.data;
-}
-
 export async function refreshScanHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const scan = parse('refresh-scan', refreshScanSchema, message);
+  const scan = parseQueueMessage('refresh-scan', refreshScanSchema, message);
   const ready = await identityOrSkip(context);
   if (!ready) return;
   ready.log.info('refresh: next page of due connections enqueued', await ready.identity.enqueueDueRefreshes(scan));
 }
 
 export async function refreshConnectionHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const refresh = parse('refresh-connection', refreshMessageSchema, message);
+  const refresh = parseQueueMessage('refresh-connection', refreshMessageSchema, message);
   const ready = await identityOrSkip(context);
   if (!ready) return;
   const result = await ready.identity.refreshConnection(refresh);

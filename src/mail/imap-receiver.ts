@@ -10,7 +10,8 @@ import {
   type ReceiveFailureKind,
   type ReceiveTarget,
 } from './mail-receiver.js';
-import { SinkFailed, codeOf, handOver, isNetworkCode, scrubbed, withinDeadline } from './receive-session.js';
+import { withinDeadline } from './deadline.js';
+import { SinkFailed, codeOf, handOver, isNetworkCode, scrubbed } from './receive-session.js';
 
 /**
  * Receiving over IMAP with XOAUTH2 (microsoft.md §4.2): one session per look at a mailbox, over
@@ -93,6 +94,7 @@ async function poll(server: MailServerAddress, request: ImapPollRequest): Promis
       () => {
         client.close();
       },
+      'The look at the mailbox',
     );
   } catch (error) {
     client.close();

@@ -10,7 +10,8 @@ import {
   type ReceiveTarget,
 } from './mail-receiver.js';
 import { Pop3Client, type Pop3Uid } from './pop3-client.js';
-import { SinkFailed, codeOf, handOver, isNetworkCode, scrubbed, withinDeadline } from './receive-session.js';
+import { withinDeadline } from './deadline.js';
+import { SinkFailed, codeOf, handOver, isNetworkCode, scrubbed } from './receive-session.js';
 
 /**
  * Receiving over POP3 with XOAUTH2 (microsoft.md §4.2), over implicit TLS (outlook.office365.com:995).
@@ -73,6 +74,7 @@ async function poll(server: MailServerAddress, request: Pop3PollRequest): Promis
         return result;
       },
       () => client?.close(),
+      'The look at the mailbox',
     );
   } catch (error) {
     // Dropped without QUIT: the server deletes none of the messages DELE marked.

@@ -14,6 +14,7 @@ import {
 } from '../domain/connectivity.js';
 import { REDACTED, redactText } from '../telemetry/redact.js';
 import { errorFields, fetchErrorCode, type ErrorFields } from './error-fields.js';
+import { withinDeadline } from './deadline.js';
 import { Pop3Client } from './pop3-client.js';
 
 /**
@@ -114,6 +115,7 @@ export async function probeImap(input: MailProbeInput): Promise<ProbeResult<Imap
       () => {
         client.close();
       },
+      'The probe',
     );
     return { ok: true, durationMs: since(started), detail };
   } catch (error) {
@@ -145,6 +147,7 @@ export async function probePop3(input: MailProbeInput): Promise<ProbeResult<Pop3
         return { messages: count, octets: size };
       },
       () => client?.close(),
+      'The probe',
     );
     return { ok: true, durationMs: since(started), detail };
   } catch (error) {
@@ -196,6 +199,7 @@ export async function probeSmtp(input: SmtpProbeInput): Promise<ProbeResult<Smtp
       () => {
         transport.close();
       },
+      'The probe',
     );
     return { ok: true, durationMs: since(started), ...(detail && { detail }) };
   } catch (error) {
@@ -244,24 +248,6 @@ export async function probeGraph(input: GraphProbeInput): Promise<ProbeResult<Gr
   return failed(started, cause, { serverText: `HTTP ${response.status} ${said}`.trim() });
 }
 
-/** Runs `work`, or gives up after `timeoutMs` and calls `abandon` to drop its connection. */
-async function withinDeadline<T>(timeoutMs: number, work: () => Promise<T>, abandon: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const running = work();
-  // Once the deadline has won, the abandoned work's rejection has nobody to go to.
-  running.catch(() => undefined);
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      abandon();
-      reject(Object.assign(new Error(`The probe did not finish within ${timeoutMs} ms.`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([running, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 
 function mailFailure(input: MailProbeInput, stage: ProbeStage, fields: ErrorFields, serverText: string | undefined): MailProbeFailure {

@@ -70,24 +70,3 @@ export async function handOver(sink: MessageSink, message: FoundMessage): Promis
   }
 }
 
-/**
- * Runs `work`, or gives up after `timeoutMs`: calls `abandon` to drop the connection, and rejects
- * with an ETIMEDOUT error (a network failure to the caller).
- */
-export async function withinDeadline<T>(timeoutMs: number, work: () => Promise<T>, abandon: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const running = work();
-  // Once the deadline has won, the abandoned work's rejection has nobody to go to.
-  running.catch(() => undefined);
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      abandon();
-      reject(Object.assign(new Error(`The look at the mailbox did not finish within ${timeoutMs} ms.`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([running, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponseInit, InvocationContext, Timer } from '@azure/functions';
-import type { z } from 'zod';
+import { parseQueueMessage } from '../store/queue-message.js';
 import { getServices, type ReceivingServices, type Services } from '../composition.js';
 import { QUEUES } from '../store/storage-layout.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -24,12 +24,6 @@ async function receivingOrSkip(context: InvocationContext): Promise<{ services: 
   return { services, receiving: services.receiving, log };
 }
 
-function parse<T>(queue: string, schema: z.ZodType<T>, message: unknown): T {
-  const parsed = schema.safeParse(message);
-  if (!parsed.success) throw new Error(`${queue} message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-  return parsed.data;
-}
-
 export async function pollTimerHandler(_timer: Timer, context: InvocationContext): Promise<void> {
   const ready = await receivingOrSkip(context);
   if (!ready) return;
@@ -38,14 +32,14 @@ export async function pollTimerHandler(_timer: Timer, context: InvocationContext
 }
 
 export async function pollScanHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const scan = parse('poll-scan', pollScanSchema, message);
+  const scan = parseQueueMessage('poll-scan', pollScanSchema, message);
   const ready = await receivingOrSkip(context);
   if (!ready) return;
   ready.log.debug('receive: next page of due mailboxes enqueued', await ready.receiving.enqueueDuePolls(scan));
 }
 
 export async function pollMailboxHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const job = parse('poll-mailbox', pollJobSchema, message);
+  const job = parseQueueMessage('poll-mailbox', pollJobSchema, message);
   const ready = await receivingOrSkip(context);
   if (!ready) return;
   const result = await ready.receiving.pollMailbox(job);
@@ -55,7 +49,7 @@ export async function pollMailboxHandler(message: unknown, context: InvocationCo
 }
 
 export async function graphNotificationHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const batch = parse('graph-notification', notificationBatchSchema, message);
+  const batch = parseQueueMessage('graph-notification', notificationBatchSchema, message);
   const ready = await receivingOrSkip(context);
   if (!ready) return;
   ready.log.info('receive: Graph notifications handled', { kind: batch.kind, ...(await ready.receiving.handleNotifications(batch)) });

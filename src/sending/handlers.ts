@@ -1,5 +1,6 @@
 import type { InvocationContext } from '@azure/functions';
 import { getServices } from '../composition.js';
+import { parseQueueMessage } from '../store/queue-message.js';
 import { sendJobSchema } from './send-message.js';
 
 /**
@@ -8,14 +9,13 @@ import { sendJobSchema } from './send-message.js';
  * throws: the use-case records it on the message and queues the next attempt itself.
  */
 export async function sendMailHandler(message: unknown, context: InvocationContext): Promise<void> {
-  const parsed = sendJobSchema.safeParse(message);
-  if (!parsed.success) throw new Error(`send-mail message is malformed: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+  const job = parseQueueMessage('send-mail', sendJobSchema, message);
   const services = await getServices();
-  const log = services.logFor(context, { customerId: parsed.data.customerId, messageId: parsed.data.messageId });
+  const log = services.logFor(context, { customerId: job.customerId, messageId: job.messageId });
   if (!services.sendMessage) {
     // Without an app registration nothing can be sent (and no connection can be connected to queue one).
     throw new Error('no app registration is configured (ENTRA_CLIENT_ID); cannot send');
   }
-  const result = await services.sendMessage(parsed.data);
+  const result = await services.sendMessage(job);
   log.info('send: attempt done', { ...result, ...('until' in result && { until: result.until.toISOString() }) });
 }

@@ -3,8 +3,9 @@ import { once } from 'node:events';
 import { createServer, type Socket } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { imapReceiver } from '../../src/mail/imap-receiver.js';
-import { ReceiveAttemptError, type FoundMessage, type ImapFolderResult, type ImapPollRequest, type MessageSink } from '../../src/mail/mail-receiver.js';
+import { ReceiveAttemptError, type ImapFolderResult, type ImapPollRequest, type MessageSink } from '../../src/mail/mail-receiver.js';
 import { commandsBetween, delegatedTokens, imapCommandCounts, mailbox, provided, server, withImap } from '../support/test-mail-server.js';
+import { keepingSink } from '../support/keeping-sink.js';
 
 /**
  * The IMAP receiver against the real Dovecot (XOAUTH2 only, like Exchange Online): baselines,
@@ -26,16 +27,6 @@ function rawMessage(messageId: string, subject: string): string {
     `This is ${subject}.`,
     '',
   ].join('\r\n');
-}
-
-/** A sink that keeps what it is handed, downloading each message, and drops what it has seen before, as the real one does. */
-function keepingSink(): { sink: MessageSink; kept: { fingerprint: string; folder: string; size?: number; raw: string }[] } {
-  const kept: { fingerprint: string; folder: string; size?: number; raw: string }[] = [];
-  const sink = async (message: FoundMessage) => {
-    if (kept.some((known) => known.fingerprint === message.fingerprint)) return;
-    kept.push({ fingerprint: message.fingerprint, folder: message.folder, ...(message.size !== undefined && { size: message.size }), raw: (await message.raw()).toString('latin1') });
-  };
-  return { sink, kept };
 }
 
 describe.skipIf(provided === null)('IMAP receiver against Dovecot', () => {

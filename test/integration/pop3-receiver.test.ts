@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { createServer, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLocalCa } from '../../local/tls/local-ca.js';
-import { ReceiveAttemptError, type FoundMessage, type MessageSink, type Pop3Cursor, type Pop3PollResult } from '../../src/mail/mail-receiver.js';
+import { ReceiveAttemptError, type MessageSink, type Pop3Cursor, type Pop3PollResult } from '../../src/mail/mail-receiver.js';
 import { Pop3Client } from '../../src/mail/pop3-client.js';
 import { pop3Receiver } from '../../src/mail/pop3-receiver.js';
 import { delegatedTokens, mailbox, provided, server, withImap } from '../support/test-mail-server.js';
+import { keepingSink } from '../support/keeping-sink.js';
 
 /**
  * The POP3 receiver against the real Dovecot: baselines, new messages handed over once, limits,
@@ -22,15 +23,6 @@ const TIMEOUT_MS = 10_000;
 
 function rawMessage(subject: string): string {
   return [`From: sender@fabrikam.test`, `Subject: ${subject}`, `Message-ID: <${randomUUID()}@fabrikam.test>`, '', `This is ${subject}.`, ''].join('\r\n');
-}
-
-function keepingSink(): { sink: MessageSink; kept: { fingerprint: string; folder: string; size?: number; raw: string }[] } {
-  const kept: { fingerprint: string; folder: string; size?: number; raw: string }[] = [];
-  const sink = async (message: FoundMessage) => {
-    if (kept.some((known) => known.fingerprint === message.fingerprint)) return;
-    kept.push({ fingerprint: message.fingerprint, folder: message.folder, ...(message.size !== undefined && { size: message.size }), raw: (await message.raw()).toString('latin1') });
-  };
-  return { sink, kept };
 }
 
 describe.skipIf(provided === null)('POP3 receiver against Dovecot', () => {
