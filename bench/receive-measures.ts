@@ -1,0 +1,115 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * What the receive benchmark measures with, apart from the clock: requests to Azurite's Table
+ * service as this process sends them, the CPU time of the Dovecot processes, percentiles, and the
+ * table and JSON file every benchmark here leaves behind.
+ */
+
+/** Nearest-rank percentile (p in 0..100) of a non-empty list. */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
+}
+
+export function mean(values: readonly number[]): number {
+  return values.reduce((sum, value) => sum + value, 0) / values.length;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] ?? 0) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+}
+
+/**
+ * Counts the HTTP requests this process sends to one host:port (Azurite's Table service), by
+ * method and table ("GET receivestate"), through Node's `http.client.request.start` diagnostics
+ * channel: the Azure SDK sends every table operation as one request, and a batch as one too.
+ * Nothing in the request path changes; a subscriber only adds to a counter.
+ */
+export class RequestCounter {
+  private readonly counts = new Map<string, number>();
+  private readonly listener = (message: unknown) => {
+    const request = (message as { request?: ClientRequest }).request;
+    if (request?.getHeader('host') !== this.hostPort) return;
+    // /<account>/<table>(PartitionKey='…',RowKey='…')?… or /<account>/<table>()?…
+    const table = /^\/[^/]+\/([A-Za-z0-9]+)/.exec(request.path)?.[1] ?? '?';
+    const key = `${request.method} ${table}`;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  };
+
+  constructor(private readonly hostPort: string) {
+    subscribe('http.client.request.start', this.listener);
+  }
+
+  /** Requests counted so far, by method and table. */
+  snapshot(): Record<string, number> {
+    return Object.fromEntries(this.counts);
+  }
+
+  close(): void {
+    unsubscribe('http.client.request.start', this.listener);
+  }
+}
+
+/** host:port of the Table service in a storage connection string. */
+export function tableHostPort(connectionString: string): string {
+  const endpoint = /TableEndpoint=([^;]+)/.exec(connectionString)?.[1];
+  if (!endpoint) throw new Error('the storage connection string names no TableEndpoint');
+  const url = new URL(endpoint);
+  return `${url.hostname}:${url.port}`;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/**
+ * CPU time (user + system, ms) of a process tree on Linux: every live process under `rootPid`
+ * and, through the root's cutime/cstime, the children it has already reaped. Dovecot's master
+ * reaps each finished login and imap process, so this covers every session's cost at the server.
+ * The kernel counts in clock ticks of 10 ms; a pass of a few hundred sessions makes that small.
+ */
+export async function processTreeCpuMs(rootPid: number): Promise<number> {
+  const stats = new Map<number, { parent: number; own: number; reaped: number }>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const text = await readFile(join('/proc', entry, 'stat'), 'utf8').catch(() => undefined);
+    if (text === undefined) continue;
+    // The command name is in parentheses and may hold spaces: the fields after it start at its last ')'.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const number = (index: number) => Number(fields[index] ?? 0);
+    // Fields from state (3rd in the file): ppid 4th, utime 14th, stime 15th, cutime 16th, cstime 17th.
+    stats.set(Number(entry), { parent: number(1), own: number(11) + number(12), reaped: number(13) + number(14) });
+  }
+  let ticks = stats.get(rootPid)?.reaped ?? 0;
+  const inTree = (pid: number): boolean => {
+    for (let current: number | undefined = pid, depth = 0; current !== undefined && current > 1 && depth < 64; depth++) {
+      if (current === rootPid) return true;
+      current = stats.get(current)?.parent;
+    }
+    return false;
+  };
+  for (const [pid, stat] of stats) if (inTree(pid)) ticks += stat.own;
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** Prints rows under a header, columns padded. */
+export function printTable(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ');
+  console.log(['', title, line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), ''].join('\n'));
+}
+
+/** Writes bench/results/<file>.json. */
+export async function writeResults(file: string, content: Record<string, unknown>): Promise<void> {
+  const directory = new URL('results/', import.meta.url);
+  await mkdir(directory, { recursive: true });
+  await writeFile(new URL(`${file}.json`, directory), `${JSON.stringify({ node: process.version, cpus: availableParallelism(), ...content }, null, 2)}\n`);
+}
+
+export const ms = (value: number, digits = 0) => `${value.toFixed(digits)} ms`;
