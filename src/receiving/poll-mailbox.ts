@@ -82,9 +82,9 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
     await stopReceiving(deps, job);
     return { outcome: 'gone' };
   }
-  let state = await deps.states.ensure(mailbox);
-  if (!state) return { outcome: 'gone' };
-  if (job.reason === 'schedule' && Date.parse(state.dueAt) > now.getTime() + EARLY_MS) return { outcome: 'not_due' };
+  const read = await deps.states.ensure(mailbox);
+  if (!read) return { outcome: 'gone' };
+  if (job.reason === 'schedule' && Date.parse(read.value.dueAt) > now.getTime() + EARLY_MS) return { outcome: 'not_due' };
   if (!CONNECTED.has(connection.state)) {
     // Nothing to look with until the connection works again: ask again in a few minutes, not every tick.
     const waiting = connection.state;
@@ -96,13 +96,13 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
     return { outcome: 'waiting' };
   }
 
-  const held = await deps.states.acquire(job);
+  const held = await deps.states.acquire(job, read);
   if (!held) {
     // A look is running; one asked for out of turn (a lifecycle notification) must not be lost: it runs again after.
     if (job.reason !== 'schedule' && job.reason !== 'more') await deps.states.change(job, (current) => ({ ...current, rerunRequestedAt: now.toISOString() }));
     return { outcome: 'busy' };
   }
-  state = held.state;
+  let state = held.state;
   if (state.transport !== mailbox.receiveTransport) {
     // Another transport reads the mailbox now: its cursors start over.
     state = { ...state, transport: mailbox.receiveTransport, imap: {}, graph: {} };
@@ -270,8 +270,9 @@ async function look(
 
   const subscriptions = await upkeepSubscriptions(deps.subscriptions, receivers.graph, target, state, folders);
   // Written at once, merged into the row as it is now: they exist at Graph whatever happens to the rest of the look.
-  progress.state = { ...state, ...subscriptionFields(subscriptions) };
-  await deps.states.change(state, (current) => ({ ...current, ...subscriptionFields(subscriptions) }));
+  const fields = subscriptionFields(subscriptions);
+  progress.state = { ...state, ...fields };
+  if (!sameSubscriptionFields(state, fields)) await deps.states.change(state, (current) => ({ ...current, ...fields }));
   const graph = { ...(state.graph ?? {}) };
   let found = 0;
   let more = false;
@@ -294,6 +295,11 @@ async function look(
     resynced ||= result.resynced;
   }
   return { changes: { graph }, found, more, resynced };
+}
+
+function sameSubscriptionFields(state: ReceiveState, fields: ReturnType<typeof subscriptionFields>): boolean {
+  const of = (value: Partial<ReceiveState>) => JSON.stringify([value.subscriptions ?? {}, value.mode, value.modeReason ?? null, value.subscribeAfter ?? null]);
+  return of(state) === of(fields);
 }
 
 function subscriptionFields(outcome: SubscriptionOutcome): Pick<ReceiveState, 'subscriptions' | 'mode'> & Partial<Pick<ReceiveState, 'modeReason' | 'subscribeAfter'>> {
