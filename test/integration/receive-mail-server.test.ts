@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { signInWithPassword } from '../../src/connect/password-sign-in.js';
 import type { Connection } from '../../src/domain/connection.js';
 import type { Mailbox } from '../../src/domain/mailbox.js';
 import { keys } from '../../src/store/repositories.js';
 import { createLogger } from '../../src/telemetry/logger.js';
-import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
+import type { ConnectEnvironment, Directory } from '../support/connect-environment.js';
 import { mailboxOf, receiveTestKit, type ReceiveTestKit } from '../support/receive-environment.js';
-import { PASSWORD, sendTestKit, type SendTestKit } from '../support/send-environment.js';
-import { commandsBetween, delegatedTokens, imapCommandCountsOf, mailbox, mailHostSettings, withImap } from '../support/test-mail-server.js';
+import { PASSWORD, startMailServerEnvironment, type MailServerEnvironment, type SendTestKit } from '../support/send-environment.js';
+import { commandsBetween, delegatedTokens, imapCommandCountsOf, mailbox, withImap } from '../support/test-mail-server.js';
 
 /**
  * Receiving from the real Dovecot by IMAP and POP3 with XOAUTH2, through the poll use-case the
@@ -25,32 +24,24 @@ let env: ConnectEnvironment;
 let kit: SendTestKit;
 let receive: ReceiveTestKit;
 let contoso: Directory;
-let defaultCas: string[];
+let running: MailServerEnvironment | undefined;
 const quiet = createLogger({ level: 'error', sink: () => undefined });
 
 beforeAll(async () => {
   if (!mailServer) return;
-  defaultCas = tls.getCACertificates('default');
   await tokens.load();
-  env = await startConnectEnvironment({
-    storageConnectionString: inject('storageConnectionString'),
-    signingKey: mailServer.sandboxSigningKey,
-    env: { ALLOW_ROPC: 'true', ...mailHostSettings() },
+  running = await startMailServerEnvironment(mailServer, {
+    directoryName: 'Contoso IMAP',
     // Access tokens shorter than msal's 5-minute renewal margin: every look asks Microsoft, so a
     // revoked sign-in shows at the next look, as it does at the latest when an hour-long token ends.
     sandbox: { lifetimes: { accessTokenSeconds: 240 } },
   });
-  tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);
-  kit = await sendTestKit(env);
+  ({ env, kit, directory: contoso } = running);
   receive = receiveTestKit(env);
-  contoso = await env.createDirectory('Contoso IMAP', mailServer.tenants[0]);
-  await env.sandbox.control.grantConsent(contoso.tenant.id, { clientId: env.clientId });
 }, 60_000);
 
 afterAll(async () => {
-  if (!mailServer) return;
-  await env.stop();
-  tls.setDefaultCACertificates(defaultCas);
+  await running?.stop();
 });
 
 function rfc822(messageId: string, subject: string): string {

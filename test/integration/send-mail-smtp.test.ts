@@ -1,12 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import tls from 'node:tls';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { OutboundMessage } from '../../src/domain/outbound-message.js';
 import type { MailSender } from '../../src/mail/mail-transport.js';
-import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
-import { sendTestKit, type SendTestKit } from '../support/send-environment.js';
-import { delegatedTokens, mailbox, mailHostSettings, withImap } from '../support/test-mail-server.js';
+import type { Directory } from '../support/connect-environment.js';
+import { startMailServerEnvironment, type MailServerEnvironment, type SendTestKit } from '../support/send-environment.js';
+import { delegatedTokens, mailbox, withImap } from '../support/test-mail-server.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -19,31 +18,20 @@ import { waitFor } from '../support/wait.js';
 const mailServer = inject('mailServer');
 const CUSTOMER = 'smtp-sender';
 const tokens = delegatedTokens();
-let env: ConnectEnvironment;
 let kit: SendTestKit;
 let contoso: Directory;
-let defaultCas: string[];
+let running: MailServerEnvironment | undefined;
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 beforeAll(async () => {
   if (!mailServer) return;
-  defaultCas = tls.getCACertificates('default');
   await tokens.load();
-  env = await startConnectEnvironment({
-    storageConnectionString: inject('storageConnectionString'),
-    signingKey: mailServer.sandboxSigningKey,
-    env: { ALLOW_ROPC: 'true', ...mailHostSettings() },
-  });
-  tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);
-  kit = await sendTestKit(env);
-  contoso = await env.createDirectory('Contoso SMTP', mailServer.tenants[0]);
-  await env.sandbox.control.grantConsent(contoso.tenant.id, { clientId: env.clientId });
+  running = await startMailServerEnvironment(mailServer, { directoryName: 'Contoso SMTP' });
+  ({ kit, directory: contoso } = running);
 }, 60_000);
 
 afterAll(async () => {
-  if (!mailServer) return;
-  await env.stop();
-  tls.setDefaultCACertificates(defaultCas);
+  await running?.stop();
 });
 
 /** The messages in a Dovecot mailbox's folder with this Message-ID, parsed. */

@@ -1,4 +1,5 @@
-import { expect } from 'vitest';
+import tls from 'node:tls';
+import { expect, inject } from 'vitest';
 import { generateApiKey } from '../../src/api/auth/api-keys.js';
 import { changeConnectionState } from '../../src/connections/connections.js';
 import { signInWithPassword } from '../../src/connect/password-sign-in.js';
@@ -19,7 +20,9 @@ import { UNCHANGED } from '../../src/store/table-repository.js';
 import { CONTAINERS } from '../../src/store/storage-layout.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { RecordingMetrics } from '../../src/telemetry/metrics.js';
-import type { ConnectEnvironment } from './connect-environment.js';
+import type { MailServerForTests } from '../integration/mail-server.global-setup.js';
+import { startConnectEnvironment, type ConnectEnvironment, type ConnectEnvironmentOptions, type Directory } from './connect-environment.js';
+import { mailHostSettings } from './test-mail-server.js';
 import { waitFor } from './wait.js';
 
 /**
@@ -156,4 +159,43 @@ export async function sendTestKit(env: ConnectEnvironment, users: { count: numbe
     },
   };
   return kit;
+}
+
+export interface MailServerEnvironment {
+  env: ConnectEnvironment;
+  kit: SendTestKit;
+  /** A sandbox tenant whose tokens the test mail server trusts, with the connector's app consented. */
+  directory: Directory;
+  stop(): Promise<void>;
+}
+
+/**
+ * The connect environment against the test Dovecot and Postfix: the sandbox signs with the key
+ * the mail server trusts, the connector's mail hosts are the test server's and this process
+ * trusts its CA (until `stop`), and the directory is the server's first tenant.
+ */
+export async function startMailServerEnvironment(
+  mailServer: MailServerForTests,
+  options: { directoryName: string; sandbox?: ConnectEnvironmentOptions['sandbox'] },
+): Promise<MailServerEnvironment> {
+  const defaultCas = tls.getCACertificates('default');
+  const env = await startConnectEnvironment({
+    storageConnectionString: inject('storageConnectionString'),
+    signingKey: mailServer.sandboxSigningKey,
+    env: { ALLOW_ROPC: 'true', ...mailHostSettings() },
+    ...(options.sandbox && { sandbox: options.sandbox }),
+  });
+  tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);
+  const kit = await sendTestKit(env);
+  const directory = await env.createDirectory(options.directoryName, mailServer.tenants[0]);
+  await env.sandbox.control.grantConsent(directory.tenant.id, { clientId: env.clientId });
+  return {
+    env,
+    kit,
+    directory,
+    async stop() {
+      await env.stop();
+      tls.setDefaultCACertificates(defaultCas);
+    },
+  };
 }
