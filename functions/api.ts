@@ -1,3 +1,4 @@
+import '../src/telemetry/start.js';
 import { app } from '@azure/functions';
 import { apiHttpHandler } from '../src/api/http-adapter.js';
 import { apiRoutes } from '../src/api/routes/index.js';

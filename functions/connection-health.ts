@@ -1,3 +1,4 @@
+import '../src/telemetry/start.js';
 import { app } from '@azure/functions';
 import { credentialCheckHandler, refreshConnectionHandler, refreshScanHandler, refreshTimerHandler } from '../src/connection-health/handlers.js';
 import { QUEUES } from '../src/store/storage-layout.js';

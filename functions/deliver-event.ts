@@ -1,3 +1,4 @@
+import '../src/telemetry/start.js';
 import { app } from '@azure/functions';
 import { deliverEventHandler } from '../src/events/deliver-event-handler.js';
 import { QUEUES } from '../src/store/storage-layout.js';

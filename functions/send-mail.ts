@@ -1,3 +1,4 @@
+import '../src/telemetry/start.js';
 import { app } from '@azure/functions';
 import { sendMailHandler } from '../src/sending/handlers.js';
 import { QUEUES } from '../src/store/storage-layout.js';

@@ -1,3 +1,4 @@
+import '../src/telemetry/start.js';
 import { app } from '@azure/functions';
 import { startConnector } from '../src/startup.js';
 import { redactInvocationLogs } from '../src/telemetry/logger.js';

@@ -21,7 +21,7 @@ import { PayloadStore } from './store/payload-store.js';
 import { QueuePublisher } from './store/queue-publisher.js';
 import { createRepositories, keys, type Repositories } from './store/repositories.js';
 import { createStorageClients, type StorageClients } from './store/storage-clients.js';
-import { createLogger, invocationLogger, jsonLineSink, type InvocationLogTarget, type LogFields, type Logger } from './telemetry/logger.js';
+import type { InvocationLogTarget, LogFields, Logger } from './telemetry/logger.js';
 import { TtlCache } from './ttl-cache.js';
 import { loadAppCredential, type AppCredential } from './identity/app-credentials.js';
 import { MsalClients } from './identity/msal-clients.js';
@@ -42,7 +42,9 @@ import { checkConnection } from './connectivity/check-connection.js';
 import { listMailboxes } from './connections/mailboxes.js';
 import type { Probes } from './connectivity/check-connection.js';
 import { DEFAULT_REFRESH_POLICY, type RefreshPolicy } from './domain/connection-health.js';
-import { logMetrics, type Metrics } from './telemetry/metrics.js';
+import type { Metrics } from './telemetry/metrics.js';
+import { processTelemetry } from './telemetry/telemetry.js';
+import { noTracing, tracedWork, type Tracing } from './telemetry/tracing.js';
 import { randomUUID } from 'node:crypto';
 import { ConnectFlow } from './connect/connect-flow.js';
 import { ConnectResults } from './connect/connect-results.js';
@@ -78,6 +80,8 @@ export interface Services {
   logger: Logger;
   /** A logger bound to one invocation, so the host correlates its lines. */
   logFor(context: InvocationLogTarget, fields?: LogFields): Logger;
+  /** Spans around units of work, under the invocation's trace. */
+  tracing: Tracing;
   storage: StorageClients;
   payloads: PayloadStore;
   queues: QueuePublisher;
@@ -176,6 +180,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   const repositories = createRepositories(storage);
   const now = () => new Date();
 
+  const telemetry = processTelemetry(config.logLevel);
+  const { logger, metrics, tracing } = telemetry;
   const endpointsCache = new TtlCache<'all', WebhookEndpoint[]>(SETTINGS_CACHE_MS);
   const apiKeyCache = new TtlCache<string, ApiKeyRecord | undefined>(SETTINGS_CACHE_MS);
   const issuerCache = new TtlCache<string, JwtIssuer | undefined>(SETTINGS_CACHE_MS);
@@ -186,11 +192,9 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     );
 
   const record = (event: NewEvent) => recordEvent({ events: repositories.events, endpoints: enabledEndpoints, queues, now }, event);
-  const connections: ConnectionDeps = { connections: repositories.connections, recordEvent: record, now };
+  const connections: ConnectionDeps = { connections: repositories.connections, recordEvent: record, now, metrics };
   const replayDeps: ReplayDeps = { events: repositories.events, queues };
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
-  const logger = createLogger({ level: config.logLevel, sink: jsonLineSink });
-  const metrics = logMetrics(logger);
   const outboxContent = new OutboxContent(
     new PayloadStore(storage.blobService, CONTAINERS.outbox),
     new PayloadStore(storage.blobService, CONTAINERS.uploads),
@@ -200,7 +204,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     // Queue messages live 7 days and wait at most that long; a later send comes back and waits again.
     await queues.publish(QUEUES.sendMail, job, { delaySeconds: Math.min(delaySeconds, MAX_QUEUE_DELAY_SECONDS) });
   };
-  const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, queues, logger, metrics, now, recordEvent: record });
+  const identity = config.identity && buildIdentity(config.identity, { config, credentialFor, secrets, repositories, connections, queues, logger, metrics, tracing, now, recordEvent: record });
   const verifier = createVendorTokenVerifier({
     findIssuer: (issuer) => issuerCache.get(issuer, async () => (await repositories.jwtIssuers.get(keys.jwtIssuer(issuer)))?.value),
     allowPrivateNetwork: config.allowPrivateNetworkUrls,
@@ -211,7 +215,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
   return {
     config,
     logger,
-    logFor: (context, fields) => invocationLogger({ level: config.logLevel }, context, fields),
+    logFor: (context, fields) => telemetry.loggerFor(context, fields),
+    tracing,
     storage,
     payloads,
     queues,
@@ -316,21 +321,24 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     },
     identity,
     inboxContent,
-    receiving: identity && buildReceiving({ config, repositories, identity, content: inboxContent, queues, recordEvent: record, logger, metrics, now }),
-    sendMessage: identity && buildSending({ config, repositories, identity, content: outboxContent, enqueue: enqueueSend, recordEvent: record, logger, metrics, now }),
+    receiving: identity && buildReceiving({ config, repositories, identity, content: inboxContent, queues, recordEvent: record, logger, metrics, tracing, now }),
+    sendMessage: identity && buildSending({ config, repositories, identity, content: outboxContent, enqueue: enqueueSend, recordEvent: record, logger, metrics, tracing, now }),
     recordEvent: record,
     deliverEvent: (message) =>
-      deliverEvent(
-        {
-          events: repositories.events,
-          endpoints: repositories.webhookEndpoints,
-          secrets: webhookSecrets,
-          queues,
-          retryScheduleMs: config.webhookRetryScheduleMs,
-          allowPrivateNetwork: config.allowPrivateNetworkUrls,
-          now,
-        },
-        message,
+      tracedWork(tracing, 'deliver webhook', { customerId: message.customerId, eventId: message.eventId, endpointId: message.endpointId, attempt: message.attempt }, () =>
+        deliverEvent(
+          {
+            events: repositories.events,
+            endpoints: repositories.webhookEndpoints,
+            secrets: webhookSecrets,
+            queues,
+            retryScheduleMs: config.webhookRetryScheduleMs,
+            allowPrivateNetwork: config.allowPrivateNetworkUrls,
+            metrics,
+            now,
+          },
+          message,
+        ),
       ),
   };
 }
@@ -344,6 +352,7 @@ interface IdentityBuildDeps {
   queues: QueuePublisher;
   logger: Logger;
   metrics: Metrics;
+  tracing: Tracing;
   now(): Date;
   recordEvent(event: NewEvent): Promise<unknown>;
 }
@@ -430,7 +439,9 @@ function buildIdentity(identity: IdentityConfig, deps: IdentityBuildDeps): Ident
     lifecycle,
     policy,
     refreshConnection: (message) =>
-      refreshConnection({ connections: repositories.connections, health, tokens: accessTokens, lifecycle, apps, queues: deps.queues, policy, logger, metrics: deps.metrics, now }, message),
+      tracedWork(deps.tracing, 'refresh connection', { customerId: message.customerId, connectionId: message.connectionId }, () =>
+        refreshConnection({ connections: repositories.connections, health, tokens: accessTokens, lifecycle, apps, queues: deps.queues, policy, logger, metrics: deps.metrics, now }, message),
+      ),
     enqueueDueRefreshes: (scan) => enqueueDueRefreshes({ health: repositories.connectionHealth, queues: deps.queues }, scan),
     checkCredentialExpiry: () =>
       checkCredentialExpiry({
@@ -455,6 +466,7 @@ interface SendingBuildDeps {
   recordEvent: (event: NewEvent) => Promise<unknown>;
   logger: Logger;
   metrics: Metrics;
+  tracing: Tracing;
   now: () => Date;
 }
 
@@ -477,7 +489,7 @@ function buildSending(deps: SendingBuildDeps): (job: SendJob) => Promise<SendOut
     return pair;
   };
   return (job) =>
-    sendMessage(
+    tracedWork(deps.tracing, 'send message', { customerId: job.customerId, messageId: job.messageId }, () => sendMessage(
       {
         outbox: repositories.outbox,
         connections: repositories.connections,
@@ -493,7 +505,7 @@ function buildSending(deps: SendingBuildDeps): (job: SendJob) => Promise<SendOut
         now: deps.now,
       },
       job,
-    );
+    ));
 }
 
 export interface ReceivingBuildDeps {
@@ -505,6 +517,7 @@ export interface ReceivingBuildDeps {
   recordEvent: (event: NewEvent) => Promise<unknown>;
   logger: Logger;
   metrics: Metrics;
+  tracing?: Tracing;
   now: () => Date;
   /** Tests replace where Graph is told to post notifications (undefined: notifications off). */
   notificationUrls?: { notifications: string; lifecycle: string } | undefined;
@@ -561,7 +574,7 @@ export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
   const policy = DEFAULT_RECEIVE_POLICY;
   return {
     pollMailbox: (job) =>
-      pollMailbox(
+      tracedWork(deps.tracing ?? noTracing, 'look at mailbox', { customerId: job.customerId, connectionId: job.connectionId, mailboxId: job.mailboxId, reason: job.reason }, () => pollMailbox(
         {
           states,
           connections: repositories.connections,
@@ -590,7 +603,7 @@ export function buildReceiving(deps: ReceivingBuildDeps): ReceivingServices {
           now: deps.now,
         },
         job,
-      ),
+      )),
     enqueueDuePolls: (scan) => enqueueDuePolls({ states: repositories.receiveState, queues: deps.queues, now: deps.now }, scan),
     handleNotifications: (batch) =>
       handleNotifications(

@@ -97,6 +97,11 @@ export class FunctionRegistry {
     for (const hook of [...(this.hooks.get(name) ?? [])]) await hook(context);
   }
 
+  /** Log hooks run synchronously, as in the worker: a line is written once every hook has seen (and maybe changed) it. */
+  runLogHooks(context: Record<string, unknown>): void {
+    for (const hook of [...(this.hooks.get('log') ?? [])]) void hook(context);
+  }
+
   /** The trigger binding of a function: exactly one binding whose type ends in "Trigger". */
   static triggerOf(metadata: FunctionMetadata): { name: string; binding: RpcBindingInfo } {
     const triggers = Object.entries(metadata.bindings).filter(
@@ -111,7 +116,7 @@ export class FunctionRegistry {
 }
 
 function isHookName(name: string): name is HookName {
-  return ['appStart', 'appTerminate', 'preInvocation', 'postInvocation'].includes(name);
+  return ['appStart', 'appTerminate', 'preInvocation', 'postInvocation', 'log'].includes(name);
 }
 
 const CORE_MODULE = '@azure/functions-core';

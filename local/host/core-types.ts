@@ -102,5 +102,5 @@ export interface ProgrammingModel {
   getCapabilities?(capabilities: Record<string, string>): Record<string, string> | Promise<Record<string, string>>;
 }
 
-export type HookName = 'appStart' | 'appTerminate' | 'preInvocation' | 'postInvocation';
+export type HookName = 'appStart' | 'appTerminate' | 'preInvocation' | 'postInvocation' | 'log';
 export type HookCallback = (context: Record<string, unknown>) => void | Promise<void>;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { FunctionRegistry, RegisteredFunction } from './core-api.js';
 import type {
   CoreInvocationContext,
@@ -36,12 +36,17 @@ export async function invoke(
   const model = registry.programmingModel;
   if (!model) throw new Error('No programming model registered: does the app import @azure/functions?');
   const functionName = fn.metadata.name;
+  // The context exists only once the programming model made it; log hooks see it from then on.
+  const made: { context?: unknown } = {};
   const coreContext: CoreInvocationContext = {
     invocationId,
-    request: { ...request, invocationId, functionId: fn.metadata.functionId ?? functionName },
+    // As the Functions host: every invocation runs in a W3C trace of its own, unless the caller gave one.
+    request: { traceContext: { traceParent: newTraceParent(), traceState: '', attributes: {} }, ...request, invocationId, functionId: fn.metadata.functionId ?? functionName },
     metadata: fn.metadata,
     log: (level, category, message) => {
-      log({ functionName, invocationId, level, category, message });
+      const hookContext = { hookData: {}, appHookData: registry.appHookData, invocationContext: made.context, level, category, message };
+      registry.runLogHooks(hookContext);
+      log({ functionName, invocationId, level, category, message: hookContext.message });
     },
   };
   const setState = (state: InvocationState | undefined) => {
@@ -51,6 +56,7 @@ export async function invoke(
 
   const invocationModel = await model.getInvocationModel(coreContext);
   const { context, inputs: initialInputs } = await invocationModel.getArguments();
+  made.context = context;
   const hookData: Record<string, unknown> = {};
   const pre = {
     hookData,
@@ -94,6 +100,11 @@ export async function invoke(
   // it; null and undefined mean success.
   if (post.error !== null && post.error !== undefined) rethrow(post.error);
   return invocationModel.getResponse(context, post.result);
+}
+
+/** A W3C traceparent: version 00, a random trace id and parent span id, sampled. */
+function newTraceParent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
 }
 
 function rethrow(error: unknown): never {

@@ -64,7 +64,7 @@ export async function refreshConnection(deps: RefreshDeps, message: RefreshMessa
   if (!retryStillCurrent && !isDue(health, now)) return { outcome: 'skipped', reason: 'not_due' };
 
   const log = deps.logger.child({ customerId: connection.customerId, connectionId: connection.id });
-  const dimensions = { customerId: connection.customerId, connectionId: connection.id, mode: connection.mode };
+  const dimensions = { customerId: connection.customerId, connectionId: connection.id, tenantId: connection.tenantId, mode: connection.mode };
   try {
     // Checked again on the row the lease is taken on: a refresh that finished since the check above makes this one unneeded.
     const result = await deps.tokens.refresh(connection, (current) => (retryStillCurrent ? current.lastAttemptAt === message.retryOf : isDue(current, deps.now())));

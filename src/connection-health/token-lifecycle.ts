@@ -89,7 +89,6 @@ export class TokenLifecycle {
     const fields = { customerId: connection.customerId, connectionId: connection.id, from: connection.state, to, code: reason?.code };
     if (to === 'connected') this.deps.logger.info('connection recovered', fields);
     else this.deps.logger.warn(`connection is ${to}`, { ...fields, nextStep: reason?.nextStep });
-    this.deps.metrics.count('connection.state_transitions', { customerId: connection.customerId, connectionId: connection.id, from: connection.state, to, code: reason?.code });
     await this.deps.health.reschedule(moved);
   }
 }

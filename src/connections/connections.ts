@@ -14,6 +14,7 @@ import { mergeTags, type Tags } from '../domain/tags.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import { UNCHANGED } from '../store/table-repository.js';
+import type { Metrics } from '../telemetry/metrics.js';
 
 /**
  * What happens to connections: created pending, moved between states, re-tagged, disconnected.
@@ -25,6 +26,8 @@ export interface ConnectionDeps {
   /** Stores an event and queues its deliveries; recording an id that is already stored is safe. */
   recordEvent(event: NewEvent): Promise<unknown>;
   now(): Date;
+  /** Counts state changes (connection.state_transitions), whoever makes them. */
+  metrics?: Metrics;
 }
 
 export interface NewConnection {
@@ -189,8 +192,24 @@ async function updateWithEvent(
   if (!before) return undefined;
   await recordLastEvent(deps, before.value);
   const updated = await deps.connections.update(key, mutate);
-  if (updated) await recordLastEvent(deps, updated.value);
+  if (updated) {
+    const last = updated.value.lastEvent;
+    if (last?.type === 'connection.state_changed' && last.id !== before.value.lastEvent?.id) countTransition(deps, updated.value, last.data);
+    await recordLastEvent(deps, updated.value);
+  }
   return updated?.value;
+}
+
+function countTransition(deps: ConnectionDeps, connection: Connection, change: Record<string, unknown>): void {
+  const reason = change.reason as StateReason | undefined;
+  deps.metrics?.count('connection.state_transitions', {
+    customerId: connection.customerId,
+    connectionId: connection.id,
+    tenantId: connection.tenantId,
+    from: String(change.from),
+    to: String(change.to),
+    code: reason?.code,
+  });
 }
 
 function withEvent(connection: Connection, type: EventType, data: Record<string, unknown>, now: Date): Connection {

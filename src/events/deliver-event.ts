@@ -7,6 +7,7 @@ import {
   type OutboundResponse,
 } from '../net/outbound-request.js';
 import { keys } from '../store/repositories.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { UNCHANGED, type TableRepository } from '../store/table-repository.js';
 import type { DeliveryMessage } from './delivery-message.js';
 import { queueDelivery, type QueueDeliveryDeps } from './queue-delivery.js';
@@ -61,6 +62,7 @@ export interface DeliverEventDeps extends QueueDeliveryDeps {
   allowPrivateNetwork: boolean;
   send?: (request: OutboundRequest) => Promise<OutboundResponse>;
   timeoutMs?: number;
+  metrics?: Metrics;
   now?: () => Date;
   /** A number in [0, 1), for the jitter. */
   random?: () => number;
@@ -131,6 +133,9 @@ export async function deliverEvent(deps: DeliverEventDeps, message: DeliveryMess
       }),
     };
   });
+  const dimensions = { customerId: message.customerId, connectionId: event.connectionId, endpointId: message.endpointId, outcome };
+  deps.metrics?.count('webhook.deliveries', { ...dimensions, status: tried.httpStatus ?? 'none' });
+  deps.metrics?.record('webhook.delivery_duration', tried.latencyMs, dimensions);
   return { outcome, attempt, ...(nextAttemptAt !== undefined && { nextAttemptAt }) };
 }
 

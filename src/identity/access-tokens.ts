@@ -298,6 +298,9 @@ export class AccessTokens {
   private async failed(connection: Connection, resource: Resource, mode: Request['kind'], failure: TokenFailure, cause: unknown): Promise<TokenUnavailableError> {
     this.tokens.delete(`${connection.id}|${resource}`);
     this.count('token.requests', connection, resource, { source: 'failure', mode, failureKind: failure.kind, code: failure.code });
+    if (failure.code === 'http_429') {
+      this.deps.metrics?.count('throttle.responses', { customerId: connection.customerId, connectionId: connection.id, tenantId: connection.tenantId, service: 'entra', operation: 'token', code: failure.code });
+    }
     if (failure.kind !== 'transient') await this.deps.onFailure?.(connection, failure);
     return cause instanceof TokenUnavailableError ? cause : new TokenUnavailableError(connection.id, failure, { cause });
   }
@@ -306,8 +309,8 @@ export class AccessTokens {
     return new TokenUnavailableError(connection.id, { ...classifyTokenFailure(signal), explanation: `The connection has no usable sign-in: ${why}.` });
   }
 
-  private count(name: string, connection: Connection, resource: Resource, dimensions: Record<string, string>): void {
-    (this.deps.metrics ?? noMetrics).count(name, { customerId: connection.customerId, connectionId: connection.id, mode: connection.mode, resource, ...dimensions });
+  private count(name: 'token.requests', connection: Connection, resource: Resource, dimensions: Record<string, string>): void {
+    (this.deps.metrics ?? noMetrics).count(name, { customerId: connection.customerId, connectionId: connection.id, tenantId: connection.tenantId, mode: connection.mode, resource, ...dimensions });
   }
 }
 

@@ -112,10 +112,12 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
   const log = deps.logger.child({ customerId: job.customerId, connectionId: job.connectionId, mailboxId: job.mailboxId, transport });
   const target: IngestMailbox = { customerId: mailbox.customerId, connectionId: mailbox.connectionId, mailboxId: mailbox.id, address: mailbox.address, transport, tags: connection.tags };
   let emitted = 0;
+  const dimensions = { customerId: job.customerId, connectionId: job.connectionId, mailboxId: job.mailboxId, tenantId: connection.tenantId, transport };
+  const startedAt = Date.now();
   const stuck = state.stuck;
   const sink = async (found: FoundMessage) => {
     if (stuck && stuck.fingerprint === found.fingerprint && stuck.failures >= STUCK_MESSAGE_LIMIT) {
-      deps.metrics.count('receive.messages_set_aside', { transport });
+      deps.metrics.count('receive.messages_set_aside', dimensions);
       log.error('receive: a message failed to be kept several times and is set aside; its MIME could not be parsed or stored (see earlier errors)', { fingerprint: found.fingerprint });
       return;
     }
@@ -133,8 +135,9 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
   const askedMeanwhile = (current: ReceiveState) => current.rerunRequestedAt !== undefined && current.rerunRequestedAt >= held.startedAt.toISOString();
   try {
     const look = await lookWithFreshTokenOnRefusal(deps, connection, mailbox, state, sink);
-    deps.metrics.count('receive.polls', { transport, outcome: 'ok', reason: job.reason });
-    if (emitted > 0) deps.metrics.count('receive.messages', { transport }, emitted);
+    deps.metrics.count('receive.polls', { ...dimensions, outcome: 'ok', reason: job.reason });
+    deps.metrics.record('receive.poll_duration', Date.now() - startedAt, { ...dimensions, outcome: 'ok' });
+    if (emitted > 0) deps.metrics.count('receive.messages', dimensions, emitted);
     const finished = deps.now();
     const written = await held.finish((current) => {
       asked.rerun = askedMeanwhile(current);
@@ -152,7 +155,11 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
     return { outcome: 'polled', found: look.found, emitted, more: look.more, resynced: look.resynced, mode: written?.mode ?? state.mode };
   } catch (error) {
     const failure = failureOf(error);
-    deps.metrics.count('receive.polls', { transport, outcome: 'failed', code: failure.code, reason: job.reason });
+    deps.metrics.count('receive.polls', { ...dimensions, outcome: 'failed', code: failure.code, reason: job.reason });
+    deps.metrics.record('receive.poll_duration', Date.now() - startedAt, { ...dimensions, outcome: 'failed' });
+    if (failure.code.endsWith('_throttled')) {
+      deps.metrics.count('throttle.responses', { ...dimensions, service: transport === 'graph' ? 'graph' : 'exchange', operation: 'receive', code: failure.code });
+    }
     if (failure.unexpected) log.error('receive: the look failed unexpectedly', { error });
     else if (!(error instanceof TokenUnavailableError)) log.warn('receive: the look failed', { code: failure.code, message: failure.message });
     const finished = deps.now();

@@ -113,12 +113,26 @@ export async function sendMessage(deps: SendDeps, job: SendJob): Promise<SendOut
   const bookingId = `${message.id}#${String(message.attemptCount + 1)}`;
   const booking = await deps.governor.book(mailbox.address, bookingId);
   const wait = booking.at.getTime() - deps.now().getTime();
-  if (wait > INLINE_WAIT_MS || !booking.booked) return requeue(deps, message, booking.at, 'governor');
-  if (wait > 0) await (deps.sleep ?? defaultSleep)(wait);
+  const held = (inline: boolean, ms: number) => {
+    const dimensions = { ...dimensionsOf(message, connection), inline };
+    deps.metrics.count('send.governor_waits', dimensions);
+    deps.metrics.record('send.governor_wait', Math.max(0, ms), dimensions);
+  };
+  if (wait > INLINE_WAIT_MS || !booking.booked) {
+    held(false, wait);
+    return requeue(deps, message, booking.at, 'governor');
+  }
+  if (wait > 0) {
+    held(true, wait);
+    await (deps.sleep ?? defaultSleep)(wait);
+  }
   // A slot of its own per invocation: a duplicated queue message must neither share nor free another's.
   const slotId = `${bookingId}/${randomUUID()}`;
   const slot = await deps.governor.acquire(mailbox.address, bookingId, slotId, attemptTimeoutMs(message.size));
-  if (!slot.granted) return requeue(deps, message, slot.retryAt, 'governor');
+  if (!slot.granted) {
+    held(false, slot.retryAt.getTime() - deps.now().getTime());
+    return requeue(deps, message, slot.retryAt, 'governor');
+  }
   try {
     if (!(await writer.claim(verify))) return { outcome: 'busy' };
     return await attempt(deps, writer, connection, mailbox, verify);
@@ -137,6 +151,8 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
   let verified = false;
   let content: MessageContent | undefined;
   let outcome: 'sent' | 'already_sent' = 'sent';
+  const startedAt = Date.now();
+  const dimensions = dimensionsOf(message, connection);
   try {
     const token = await deps.tokens.getAccessToken(connection, resource);
     const target: SendTarget = { mailbox: mailbox.address, accessToken: token.token, imapAccess: mailbox.receiveTransport === 'imap' };
@@ -156,7 +172,11 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
   } catch (error) {
     if (error instanceof ConcurrencyError) throw error;
     const failure = failureOf(error, handedOver);
-    deps.metrics.count('send.attempts', { transport: message.transport, outcome: failure.error.class, code: failure.error.code });
+    deps.metrics.count('send.attempts', { ...dimensions, outcome: failure.error.class, code: failure.error.code });
+    deps.metrics.record('send.duration', Date.now() - startedAt, { ...dimensions, outcome: failure.error.class });
+    if (failure.error.class === 'throttled') {
+      deps.metrics.count('throttle.responses', { ...dimensions, service: message.transport === 'graph' ? 'graph' : 'exchange', operation: 'send', code: failure.error.code });
+    }
     if (!(error instanceof SendAttemptError) && !(error instanceof TokenUnavailableError)) {
       writer.log.error('send: the attempt failed unexpectedly', { error, handedOver });
     }
@@ -167,8 +187,14 @@ async function attempt(deps: SendDeps, writer: OutboxWriter, connection: Connect
   }
   // Outside the try: once Microsoft has the message, a failure to record it must not become a retry.
   // It throws to the queue instead, whose next run finds the row still sending and checks Sent Items.
-  deps.metrics.count('send.attempts', { transport: message.transport, outcome });
+  deps.metrics.count('send.attempts', { ...dimensions, outcome });
+  deps.metrics.record('send.duration', Date.now() - startedAt, { ...dimensions, outcome });
   return writer.sent(outcome, content);
+}
+
+/** Who a send measurement is about. */
+function dimensionsOf(message: OutboundMessage, connection: Connection) {
+  return { customerId: message.customerId, connectionId: message.connectionId, mailboxId: message.mailboxId, tenantId: connection.tenantId, transport: message.transport };
 }
 
 function failureOf(error: unknown, handedOver: boolean): SendFailure {
