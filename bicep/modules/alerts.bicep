@@ -1,7 +1,8 @@
-// Log search alerts on Application Insights. The connector writes one JSON document per log line
-// (src/telemetry/logger.ts) and each metric as a log line "metric <name>" with `metric`, `value`
-// and its dimensions (src/telemetry/metrics.ts); both arrive in the `traces` table, possibly after
-// a prefix the host adds, so the queries cut the JSON out of `message` before parsing it.
+// Log search alerts on Application Insights. The connector exports through OpenTelemetry
+// (src/telemetry/): its metrics arrive in `customMetrics` (names and dimensions in
+// src/telemetry/metric-catalog.ts; `valueSum` is the total over the export interval), its log
+// records in `traces` with their fields in `customDimensions`; the Functions host's own lines and
+// invocations arrive in `traces` and `requests`.
 
 param applicationInsightsId string
 param location string
@@ -10,7 +11,7 @@ param tags object
 @description('Resource id of the action group to notify; empty: the alerts fire in the portal only.')
 param actionGroupId string
 
-@description('Throttled send attempts and mailbox looks per 10 minutes that count as throttling, when it lasts 30 minutes.')
+@description('Throttling answers from Microsoft per 10 minutes that count as throttling, when it lasts 30 minutes.')
 param throttlingThreshold int
 
 @description('Failed or retried webhook deliveries per customer in an hour that raise an alert.')
@@ -46,39 +47,38 @@ traces
   {
     name: 'connections-need-action'
     displayName: 'Connections need someone to act'
-    description: 'A connection moved to needs_reauth, needs_admin or app_misconfigured (src/connection-health/token-lifecycle.ts: "connection is <state>"), or an app registration is refused for every connection (src/connection-health/app-health.ts). The log line\'s nextStep says what to do.'
+    description: 'A connection moved to needs_reauth, needs_admin or app_misconfigured (metric connection.state_transitions), or an app registration is refused for every connection (metric app.misconfigured). The log record "connection is <state>" of that connection carries nextStep: what to do.'
     severity: 2
     frequency: 'PT15M'
     window: 'PT15M'
     query: '''
-traces
-| where message contains "connection is needs_" or message contains "connection is app_misconfigured" or message contains "app registration misconfigured"
-| extend r = parse_json(extract(@"(\{.*\})", 1, message))
-| extend state = iff(isempty(tostring(r.to)), "app_misconfigured", tostring(r.to)), customerId = tostring(r.customerId), appId = tostring(r.appId)
+customMetrics
+| where name == "connection.state_transitions" and tostring(customDimensions.to) in ("needs_reauth", "needs_admin", "app_misconfigured")
+| project timestamp, transitions = valueSum, state = tostring(customDimensions.to), customerId = tostring(customDimensions.customerId)
+| union (customMetrics
+    | where name == "app.misconfigured"
+    | project timestamp, transitions = valueSum, state = "app_misconfigured", customerId = strcat("app ", tostring(customDimensions.appId)))
 '''
     dimensions: [
       { name: 'state', operator: 'Include', values: ['*'] }
       { name: 'customerId', operator: 'Include', values: ['*'] }
     ]
-    aggregation: 'Count'
-    measure: ''
+    aggregation: 'Total'
+    measure: 'transitions'
     threshold: 0
     periods: onePeriod
   }
   {
     name: 'credential-expiring'
     displayName: 'An app registration credential expires within 30 days'
-    description: 'The daily credential check (src/connection-health/credential-expiry.ts) found a client secret or certificate that expires within 30 days or has expired. Add a new credential to the app registration, store it, then remove the old one.'
+    description: 'The daily credential check (src/connection-health/credential-expiry.ts, metric app.credential_days_left) found a client secret or certificate that expires within 30 days or has expired. Add a new credential to the app registration, store it, then remove the old one (README: Deployment, rotating credentials).'
     severity: 2
     frequency: 'PT6H'
     window: 'P1D'
-    // The metric app.credential_days_left carries the level; the log lines say the same in words.
     query: '''
-traces
-| where message contains "app.credential_days_left" or (message contains "app credential: the" and (message contains "expires within" or message contains "has expired"))
-| extend r = parse_json(extract(@"(\{.*\})", 1, message))
-| where tostring(r.metric) != "app.credential_days_left" or tostring(r.level) in ("warning", "critical", "expired")
-| extend appId = tostring(r.appId), daysLeft = toint(coalesce(r.daysLeft, r.value))
+customMetrics
+| where name == "app.credential_days_left" and tostring(customDimensions.level) in ("warning", "critical", "expired")
+| project timestamp, appId = tostring(customDimensions.appId), level = tostring(customDimensions.level), daysLeft = valueMin
 '''
     dimensions: [ { name: 'appId', operator: 'Include', values: ['*'] } ]
     aggregation: 'Count'
@@ -89,18 +89,16 @@ traces
   {
     name: 'sustained-throttling'
     displayName: 'Microsoft is throttling the connector for 30 minutes'
-    description: 'Send attempts classed throttled (metric send.attempts, outcome throttled) and mailbox looks failing with <transport>_throttled (metric receive.polls) stayed above the threshold for three 10-minute periods.'
+    description: 'Throttling answers from Microsoft (metric throttle.responses: Graph or Exchange refusing sends and looks, the token endpoint answering 429) stayed above the threshold for three 10-minute periods. The workbook\'s "Top throttled mailboxes" names the mailboxes.'
     severity: 3
     frequency: 'PT10M'
     window: 'PT10M'
     query: '''
-traces
-| where message contains "metric send.attempts" or message contains "metric receive.polls"
-| extend r = parse_json(extract(@"(\{.*\})", 1, message))
-| where (tostring(r.metric) == "send.attempts" and tostring(r.outcome) == "throttled") or (tostring(r.metric) == "receive.polls" and tostring(r.code) endswith "_throttled")
-| project timestamp, throttled = todouble(r.value), transport = tostring(r.transport)
+customMetrics
+| where name == "throttle.responses"
+| project timestamp, throttled = valueSum, service = tostring(customDimensions.service)
 '''
-    dimensions: [ { name: 'transport', operator: 'Include', values: ['*'] } ]
+    dimensions: [ { name: 'service', operator: 'Include', values: ['*'] } ]
     aggregation: 'Total'
     measure: 'throttled'
     threshold: throttlingThreshold
@@ -109,22 +107,21 @@ traces
   {
     name: 'webhook-deliveries-failing'
     displayName: 'Webhook deliveries are failing for a customer'
-    description: 'Deliveries to a customer\'s webhook endpoint failed or are being retried (src/events/deliver-event-handler.ts: "webhook delivery failed" / "webhook delivery will be retried"). Check the endpoint; replay the events once it answers.'
+    description: 'Deliveries to a webhook endpoint failed or are being retried (metric webhook.deliveries, outcome retry or failed). Check the endpoint; replay the events once it answers.'
     severity: 2
     frequency: 'PT15M'
     window: 'PT1H'
     query: '''
-traces
-| where message contains "webhook delivery failed" or message contains "webhook delivery will be retried"
-| extend r = parse_json(extract(@"(\{.*\})", 1, message))
-| extend customerId = tostring(r.customerId), endpointId = tostring(r.endpointId)
+customMetrics
+| where name == "webhook.deliveries" and tostring(customDimensions.outcome) in ("retry", "failed")
+| project timestamp, failures = valueSum, customerId = tostring(customDimensions.customerId), endpointId = tostring(customDimensions.endpointId)
 '''
     dimensions: [
       { name: 'customerId', operator: 'Include', values: ['*'] }
       { name: 'endpointId', operator: 'Include', values: ['*'] }
     ]
-    aggregation: 'Count'
-    measure: ''
+    aggregation: 'Total'
+    measure: 'failures'
     threshold: webhookFailureThreshold
     periods: onePeriod
   }

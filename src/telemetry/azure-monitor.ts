@@ -28,11 +28,11 @@ export function aadIngestionOf(env: NodeJS.ProcessEnv): { clientId?: string } | 
  * none). Ingestion is authenticated with the managed identity when the authentication string asks
  * for it: the template turns local (key) authentication off.
  */
-export async function startAzureMonitor(env: NodeJS.ProcessEnv): Promise<boolean> {
+export async function startAzureMonitor(env: NodeJS.ProcessEnv): Promise<{ shutdown(): Promise<void> } | undefined> {
   const connectionString = env.APPLICATIONINSIGHTS_CONNECTION_STRING;
-  if (!connectionString || openTelemetryExporting()) return false;
+  if (!connectionString || openTelemetryExporting()) return undefined;
   // Loaded only here: the distro and its instrumentations are heavy, and most processes never need them.
-  const [{ useAzureMonitor }, { ManagedIdentityCredential }] = await Promise.all([import('@azure/monitor-opentelemetry'), import('@azure/identity')]);
+  const [{ useAzureMonitor, shutdownAzureMonitor }, { ManagedIdentityCredential }] = await Promise.all([import('@azure/monitor-opentelemetry'), import('@azure/identity')]);
   const aad = aadIngestionOf(env);
   const off = { enabled: false };
   useAzureMonitor({
@@ -56,7 +56,7 @@ export async function startAzureMonitor(env: NodeJS.ProcessEnv): Promise<boolean
     },
   });
   markOpenTelemetryExporting(true);
-  return true;
+  return { shutdown: shutdownAzureMonitor };
 }
 
 const correlated = new WeakSet<object>();
@@ -80,7 +80,9 @@ export async function correlateInvocations(app: typeof AzureFunctions.app): Prom
  */
 export async function startTelemetry(app: typeof AzureFunctions.app, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   try {
-    await startAzureMonitor(env);
+    const started = await startAzureMonitor(env);
+    // Metrics go out once a minute and spans in batches: what is pending when the instance stops goes out first.
+    if (started) app.hook.appTerminate(() => started.shutdown());
     await correlateInvocations(app);
   } catch (error) {
     const message = redactText(error instanceof Error ? error.message : String(error));

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { STORAGE_LAYOUT } from '../../src/store/storage-layout.js';
+import { allowedDimensions, METRIC_CATALOG, type MetricName } from '../../src/telemetry/metric-catalog.js';
 
 /**
  * Bicep cannot be compiled here (its compiler downloads a binary), so these checks read the
@@ -159,22 +160,49 @@ describe('bicep templates', () => {
     expect(template('modules/monitoring.bicep')).toMatch(/DisableLocalAuth: true/);
   });
 
-  it('alert on what ops must see, with queries naming log lines and metrics the code writes', () => {
+  it('the deployment package is built remotely: node_modules and dist stay out, what the build needs goes in', () => {
+    expect(read('azure.yaml')).toMatch(/remoteBuild: true/);
+    const ignored = read('.funcignore').split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('#'));
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules/', 'dist/', 'test/', 'local.settings.json']));
+    const build = JSON.parse(read('tsconfig.build.json')) as { include: string[] };
+    for (const needed of ['package.json', 'package-lock.json', 'host.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/', ...build.include.map((dir) => `${dir}/`)]) {
+      expect(ignored.some((pattern) => pattern === needed || (pattern.endsWith('/') && needed.startsWith(pattern))), needed).toBe(false);
+    }
+  });
+
+  it('host.json exports the host\'s telemetry through OpenTelemetry, and keeps every request and exception if sampling applies', () => {
+    const host = JSON.parse(read('host.json')) as { telemetryMode?: string; logging?: { applicationInsights?: { samplingSettings?: { excludedTypes?: string } } } };
+    // The worker's telemetry (src/telemetry/azure-monitor.ts) is OpenTelemetry; the host's must be too, for one trace per invocation.
+    expect(host.telemetryMode).toBe('OpenTelemetry');
+    expect(host.logging?.applicationInsights?.samplingSettings?.excludedTypes?.split(';')).toEqual(expect.arrayContaining(['Request', 'Exception']));
+  });
+
+  it('alert on what ops must see, with queries naming metrics and dimensions the code emits', () => {
     const alerts = template('modules/alerts.bicep');
     for (const name of ['poison-messages', 'connections-need-action', 'credential-expiring', 'sustained-throttling', 'webhook-deliveries-failing', 'function-errors']) {
       expect(alerts).toContain(`name: '${name}'`);
     }
-    const sources = [
-      ['src/connection-health/token-lifecycle.ts', 'connection is ${to}'],
-      ['src/connection-health/app-health.ts', 'app registration misconfigured'],
-      ['src/connection-health/credential-expiry.ts', 'app.credential_days_left'],
-      ['src/sending/send-message.ts', "'send.attempts'"],
-      ['src/receiving/poll-mailbox.ts', "'receive.polls'"],
-      ['src/events/deliver-event-handler.ts', 'webhook delivery ${'],
-    ] as const;
-    for (const [file, text] of sources) expect(read(file), file).toContain(text);
+    const alertQueries = [...alerts.matchAll(/query: '\'\'([\s\S]*?)'\'\'/g)].map((m) => m[1] ?? '');
+    expect(alertQueries).toHaveLength(6);
     const workbook = JSON.parse(read('bicep', 'modules', 'workbook.json')) as { items: { content: { query?: string } }[] };
-    const queries = workbook.items.map((item) => item.content.query).filter((query) => query !== undefined);
-    expect(queries.length).toBeGreaterThanOrEqual(4);
+    const workbookQueries = workbook.items.map((item) => item.content.query).filter((query) => query !== undefined);
+    expect(workbookQueries.length).toBeGreaterThanOrEqual(4);
+
+    let metricQueries = 0;
+    for (const query of [...alertQueries, ...workbookQueries]) {
+      if (!query.includes('customMetrics')) continue;
+      metricQueries += 1;
+      // The metrics a query names: name == "x" and name in ("x", "y").
+      const names = [
+        ...[...query.matchAll(/name == "([a-z_.]+)"/g)].map((m) => m[1] ?? ''),
+        ...[...query.matchAll(/name in \(([^)]*)\)/g)].flatMap((m) => [...(m[1] ?? '').matchAll(/"([a-z_.]+)"/g)].map((n) => n[1] ?? '')),
+      ];
+      expect(names.length, query).toBeGreaterThan(0);
+      for (const name of names) expect(Object.keys(METRIC_CATALOG), `${name} in ${query}`).toContain(name);
+      // Each dimension it reads is one at least one of those metrics carries.
+      const allowed = new Set(names.flatMap((name) => [...allowedDimensions(name as MetricName)]));
+      for (const dimension of query.matchAll(/customDimensions\.([A-Za-z]+)/g)) expect([...allowed], `${dimension[1] ?? ''} in ${query}`).toContain(dimension[1]);
+    }
+    expect(metricQueries).toBeGreaterThanOrEqual(9);
   });
 });
