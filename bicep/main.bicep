@@ -19,7 +19,7 @@ param entraClientId string = ''
 @allowed(['global', 'usgov', 'usgovdod', 'china'])
 param entraCloud string = 'global'
 
-@description('Tenant the app is registered in (optional): lets the connector read credential expiry dates of extra apps from Graph.')
+@description('Tenant the app is registered in (optional): lets the credential check read the default app\'s secret or certificate expiry from Graph. With the managed identity as its credential (as deployed here) there is nothing to expire, so this matters only if you switch the app to a secret or certificate.')
 param entraHomeTenantId string = ''
 
 @description('More app registrations as ENTRA_APPS JSON (optional), e.g. one per national cloud.')
@@ -208,4 +208,6 @@ output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 @description('Object (principal) id of the managed identity: the subject of the Entra app\'s federated credential (audience api://AzureADTokenExchange).')
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output KEY_VAULT_URI string = keyVault.outputs.uri
+@description('The storage account: the admin CLI reaches the deployment through it (AzureWebJobsStorage__accountName).')
+output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -55,10 +55,22 @@ export async function readLocalSettings(appDir: string, env: NodeJS.ProcessEnv, 
   const configured = { ...fileValues, ...fromEnv };
   const sandbox = options.sandboxDataDir === undefined || configured.ENTRA_CLIENT_ID !== undefined ? undefined : await readSandboxSettings(options.sandboxDataDir);
   return {
-    values: { ...LOCAL_DEFAULTS, ...sandbox?.values, ...configured },
+    values: { ...defaultsBesides(configured), ...sandbox?.values, ...configured },
     source,
     ...(sandbox && { sandboxCaPem: sandbox.caPem }),
   };
+}
+
+/**
+ * The local defaults, less those that would contradict what is configured: pointing the CLI at a
+ * deployed environment (storage by service URI or account name, Key Vault) must not also get
+ * Azurite and the local secret store.
+ */
+function defaultsBesides(configured: Record<string, string>): Record<string, string> {
+  const defaults: Record<string, string> = { ...LOCAL_DEFAULTS };
+  if (Object.keys(configured).some((name) => name.startsWith('AzureWebJobsStorage__'))) delete defaults.AzureWebJobsStorage;
+  if (configured.KEY_VAULT_URL !== undefined) delete defaults.SECRET_STORE;
+  return defaults;
 }
 
 async function readSandboxSettings(dataDir: string): Promise<{ values: Record<string, string>; caPem: string } | undefined> {

@@ -26,6 +26,12 @@ export interface RegisteredFunction {
 
 export type CoreLog = (level: RpcLogLevel, category: RpcLogCategory, message: string) => void;
 
+export interface LogLine {
+  level: RpcLogLevel;
+  category: RpcLogCategory;
+  message: string;
+}
+
 class Disposable {
   #callOnDispose: (() => unknown) | undefined;
 
@@ -89,7 +95,8 @@ export class FunctionRegistry {
     },
     getProgrammingModel: (): ProgrammingModel | undefined => this.programmingModel,
     log: (level: RpcLogLevel, category: RpcLogCategory, message: string): void => {
-      this.log(level, category, message);
+      const line = this.runLogHooks({ level, category, message });
+      this.log(line.level, line.category, line.message);
     },
   };
 
@@ -97,9 +104,21 @@ export class FunctionRegistry {
     for (const hook of [...(this.hooks.get(name) ?? [])]) await hook(context);
   }
 
-  /** Log hooks run synchronously, as in the worker: a line is written once every hook has seen (and maybe changed) it. */
-  runLogHooks(context: Record<string, unknown>): void {
-    for (const hook of [...(this.hooks.get('log') ?? [])]) void hook(context);
+  /**
+   * Runs the log hooks on a line and returns the line to write, as the worker does: synchronously,
+   * so a line is written once every hook has seen it; hooks may change the level and message of
+   * the functions' own (user) lines, system lines are written as they were; a hook that throws
+   * stops the hooks after it and the line is written anyway. Within an invocation the hooks get its
+   * context and the hookData its pre- and post-invocation hooks share.
+   */
+  runLogHooks(line: LogLine, invocation?: { hookData: Record<string, unknown>; invocationContext: unknown }): LogLine {
+    const context = { hookData: invocation?.hookData ?? {}, appHookData: this.appHookData, invocationContext: invocation?.invocationContext, ...line };
+    try {
+      for (const hook of [...(this.hooks.get('log') ?? [])]) void hook(context);
+    } catch {
+      // Ignored, as in the worker: a hook cannot keep a line from being written.
+    }
+    return line.category === 'user' ? { ...line, level: context.level, message: context.message } : line;
   }
 
   /** The trigger binding of a function: exactly one binding whose type ends in "Trigger". */

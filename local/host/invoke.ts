@@ -36,17 +36,15 @@ export async function invoke(
   const model = registry.programmingModel;
   if (!model) throw new Error('No programming model registered: does the app import @azure/functions?');
   const functionName = fn.metadata.name;
-  // The context exists only once the programming model made it; log hooks see it from then on.
-  const made: { context?: unknown } = {};
+  // The context exists only once the programming model made it; log hooks see it (and the invocation's hookData) from then on.
+  const made: { invocation?: { hookData: Record<string, unknown>; invocationContext: unknown } } = {};
   const coreContext: CoreInvocationContext = {
     invocationId,
     // As the Functions host: every invocation runs in a W3C trace of its own, unless the caller gave one.
     request: { traceContext: { traceParent: newTraceParent(), traceState: '', attributes: {} }, ...request, invocationId, functionId: fn.metadata.functionId ?? functionName },
     metadata: fn.metadata,
     log: (level, category, message) => {
-      const hookContext = { hookData: {}, appHookData: registry.appHookData, invocationContext: made.context, level, category, message };
-      registry.runLogHooks(hookContext);
-      log({ functionName, invocationId, level, category, message: hookContext.message });
+      log({ functionName, invocationId, ...registry.runLogHooks({ level, category, message }, made.invocation) });
     },
   };
   const setState = (state: InvocationState | undefined) => {
@@ -56,8 +54,8 @@ export async function invoke(
 
   const invocationModel = await model.getInvocationModel(coreContext);
   const { context, inputs: initialInputs } = await invocationModel.getArguments();
-  made.context = context;
   const hookData: Record<string, unknown> = {};
+  made.invocation = { hookData, invocationContext: context };
   const pre = {
     hookData,
     appHookData: registry.appHookData,

@@ -8,6 +8,7 @@ import type { Resource } from '../identity/scopes.js';
 import type { GraphReceiver } from '../mail/graph-receiver.js';
 import { ReceiveAttemptError, type FoundMessage, type ImapReceiver, type Pop3Receiver, type ReceiveTarget } from '../mail/mail-receiver.js';
 import { keys, type Repositories } from '../store/repositories.js';
+import { UNCHANGED } from '../store/table-repository.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { graphFolder, upkeepSubscriptions, type SubscriptionDeps, type SubscriptionOutcome } from './graph-subscriptions.js';
@@ -99,7 +100,16 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
   const held = await deps.states.acquire(job, read);
   if (!held) {
     // A look is running; one asked for out of turn (a lifecycle notification) must not be lost: it runs again after.
-    if (job.reason !== 'schedule' && job.reason !== 'more') await deps.states.change(job, (current) => ({ ...current, rerunRequestedAt: now.toISOString() }));
+    if (job.reason !== 'schedule' && job.reason !== 'more') {
+      // Asked on the row only while the lease is live (one conditional write): a look that finished
+      // between our try and this write would never see the request, so then it is queued again now.
+      const asked = { whileRunning: false };
+      await deps.states.change(job, (current) => {
+        asked.whileRunning = current.lease !== undefined && current.lease.expiresAt > deps.now().toISOString();
+        return asked.whileRunning ? { ...current, rerunRequestedAt: now.toISOString() } : UNCHANGED;
+      });
+      if (!asked.whileRunning) await deps.enqueuePoll(job, 0);
+    }
     return { outcome: 'busy' };
   }
   let state = held.state;
@@ -161,7 +171,7 @@ export async function pollMailbox(deps: PollDeps, input: PollJob): Promise<PollO
       deps.metrics.count('throttle.responses', { ...dimensions, service: transport === 'graph' ? 'graph' : 'exchange', operation: 'receive', code: failure.code });
     }
     if (failure.unexpected) log.error('receive: the look failed unexpectedly', { error });
-    else if (!(error instanceof TokenUnavailableError)) log.warn('receive: the look failed', { code: failure.code, message: failure.message });
+    else if (!(error instanceof TokenUnavailableError)) log.warn('receive: the look failed', { code: failure.code, detail: failure.message });
     const finished = deps.now();
     await held.finish((current) => {
       asked.rerun = askedMeanwhile(current);

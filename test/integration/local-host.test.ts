@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { startLocalHost, type LocalHost } from '../../local/host/host.js';
+import type { InvocationLogEntry } from '../../local/host/invoke.js';
 import type { Recorded } from '../fixtures/host-app/functions/recorder.js';
 import { encodeQueueMessage } from '../../src/store/queue-publisher.js';
 import { uniqueName } from '../support/storage.js';
@@ -28,6 +29,7 @@ describe('local host', () => {
   const lateQueue = uniqueName('late-');
   const hostLog: string[] = [];
   const functionLog: string[] = [];
+  const functionEntries: InvocationLogEntry[] = [];
   let host: LocalHost;
 
   beforeAll(async () => {
@@ -61,7 +63,10 @@ describe('local host', () => {
         'AzureWebJobs.switchedOff.Disabled': 'true',
       },
       log: (level, message) => hostLog.push(`${level}: ${message}`),
-      functionLog: (entry) => functionLog.push(entry.message),
+      functionLog: (entry) => {
+        functionLog.push(entry.message);
+        functionEntries.push(entry);
+      },
     });
   });
 
@@ -136,6 +141,43 @@ describe('local host', () => {
     const response = await fetch(`${host.baseUrl}/api/fail`);
     expect(response.status).toBe(500);
     expect(await response.text()).toBe('');
+  });
+
+  it('runs each invocation in a W3C trace context of its own', async () => {
+    const traced = async () => {
+      const response = await fetch(`${host.baseUrl}/api/traced`);
+      expect(response.status).toBe(200);
+      return (await response.json()) as { invocationId: string; traceParent: string | null };
+    };
+    const first = await traced();
+    const second = await traced();
+    for (const seen of [first, second]) expect(seen.traceParent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(second.invocationId).not.toBe(first.invocationId);
+    // A new trace, not only a new parent span in the same one.
+    expect(second.traceParent?.split('-')[1]).not.toBe(first.traceParent?.split('-')[1]);
+  });
+
+  it("runs the app's log hooks on an invocation's lines, with its context, and writes each line as the hooks left it", async () => {
+    const response = await fetch(`${host.baseUrl}/api/traced`);
+    // The third line's hook throws: as in the worker, the line is written anyway and the function goes on.
+    expect(response.status).toBe(200);
+    const { invocationId } = (await response.json()) as { invocationId: string };
+
+    const seen = { invocationId, functionName: 'traced', category: 'user', preInvocation: 'seen' };
+    expect(recorded().logHooks.filter((line) => line.invocationId === invocationId)).toEqual([
+      { ...seen, level: 'information', message: `[log-hook] rewrite me ${invocationId}` },
+      { ...seen, level: 'warning', message: '[log-hook] demote me' },
+      { ...seen, level: 'information', message: '[log-hook] fail me' },
+    ]);
+    const written = functionEntries
+      .filter((entry) => entry.invocationId === invocationId && entry.category === 'user')
+      .map(({ functionName, level, message }) => ({ functionName, level, message }));
+    expect(written).toEqual([
+      { functionName: 'traced', level: 'information', message: `[log-hook] rewritten by the log hook ${invocationId}` },
+      { functionName: 'traced', level: 'debug', message: '[log-hook] demote me' },
+      { functionName: 'traced', level: 'information', message: '[log-hook] fail me' },
+    ]);
+    expect(functionLog.some((line) => line.includes('rewrite me'))).toBe(false);
   });
 
   it('delivers base64 JSON queue messages parsed, with trigger metadata', async () => {

@@ -31,6 +31,18 @@ describe('readLocalSettings', () => {
     expect(settings.sandboxCaPem).toBeUndefined();
   });
 
+  it('leaves out the Azurite and local secret store defaults when a deployed environment\'s storage or Key Vault is configured', async () => {
+    const deployed = await readLocalSettings(appDir, {
+      AzureWebJobsStorage__accountName: 'stcontoso',
+      AzureWebJobsStorage__credential: 'azurecli',
+      KEY_VAULT_URL: 'https://kv-contoso.vault.azure.net/',
+    });
+    expect(deployed.values.AzureWebJobsStorage).toBeUndefined();
+    expect(deployed.values.SECRET_STORE).toBeUndefined();
+    const local = await readLocalSettings(appDir, {});
+    expect(local.values).toMatchObject({ AzureWebJobsStorage: 'UseDevelopmentStorage=true', SECRET_STORE: 'local' });
+  });
+
   it('applies the settings of the sandbox npm start runs, and trusts its CA, when asked to', async () => {
     const settings = await readLocalSettings(appDir, { LOG_LEVEL: 'warn' }, { sandboxDataDir: dataDir });
     expect(settings.values).toMatchObject({ ENTRA_CLIENT_ID: 'sandbox-app', ENTRA_CLOUD: 'custom', ENTRA_LOGIN_URL: 'https://127.0.0.1:7072', LOG_LEVEL: 'warn' });
