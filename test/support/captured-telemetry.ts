@@ -16,11 +16,13 @@ import { markOpenTelemetryExporting } from '../../src/telemetry/telemetry.js';
 export interface MetricPoint {
   name: string;
   unit: string;
+  description: string;
   attributes: Record<string, unknown>;
   /** A counter's sum, or a histogram's sum of its measurements. */
   value: number;
-  /** Measurements (histograms). */
+  /** Measurements and bucket boundaries (histograms). */
   count?: number;
+  boundaries?: number[];
 }
 
 export interface CapturedTelemetry {
@@ -31,7 +33,7 @@ export interface CapturedTelemetry {
 }
 
 /** Reads on demand: what the tests want rather than an export interval. */
-class CollectingReader extends MetricReader {
+export class CollectingReader extends MetricReader {
   protected onForceFlush(): Promise<void> {
     return Promise.resolve();
   }
@@ -59,23 +61,7 @@ export function captureTelemetry(): CapturedTelemetry {
   markOpenTelemetryExporting(true);
 
   return {
-    async metricPoints() {
-      const { resourceMetrics } = await reader.collect();
-      return resourceMetrics.scopeMetrics.flatMap((scope) =>
-        scope.metrics.flatMap((metric) =>
-          (metric.dataPoints as DataPoint<number | Histogram>[]).map((point): MetricPoint => {
-            const histogram = metric.dataPointType === DataPointType.HISTOGRAM ? (point.value as Histogram) : undefined;
-            return {
-              name: metric.descriptor.name,
-              unit: metric.descriptor.unit,
-              attributes: point.attributes,
-              value: histogram ? (histogram.sum ?? 0) : (point.value as number),
-              ...(histogram && { count: histogram.count }),
-            };
-          }),
-        ),
-      );
-    },
+    metricPoints: () => collectPoints(reader),
     logRecords: () => logExporter.getFinishedLogRecords(),
     spans: () => spanExporter.getFinishedSpans(),
     async stop() {
@@ -88,4 +74,24 @@ export function captureTelemetry(): CapturedTelemetry {
       context.disable();
     },
   };
+}
+
+/** Every data point the reader has, flattened. */
+export async function collectPoints(reader: MetricReader): Promise<MetricPoint[]> {
+  const { resourceMetrics } = await reader.collect();
+  return resourceMetrics.scopeMetrics.flatMap((scope) =>
+    scope.metrics.flatMap((metric) =>
+      (metric.dataPoints as DataPoint<number | Histogram>[]).map((point): MetricPoint => {
+        const histogram = metric.dataPointType === DataPointType.HISTOGRAM ? (point.value as Histogram) : undefined;
+        return {
+          name: metric.descriptor.name,
+          unit: metric.descriptor.unit,
+          description: metric.descriptor.description,
+          attributes: { ...point.attributes },
+          value: histogram ? (histogram.sum ?? Number.NaN) : (point.value as number),
+          ...(histogram && { count: histogram.count, boundaries: histogram.buckets.boundaries }),
+        };
+      }),
+    ),
+  );
 }

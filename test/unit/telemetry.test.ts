@@ -2,7 +2,7 @@ import type * as AzureFunctions from '@azure/functions';
 import { SpanStatusCode } from '@opentelemetry/api';
 import { SeverityNumber } from '@opentelemetry/api-logs';
 import { InMemoryLogRecordExporter, LoggerProvider, SimpleLogRecordProcessor, type ReadableLogRecord } from '@opentelemetry/sdk-logs';
-import { DataPointType, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { openTelemetryLogSink, openTelemetryMetrics, openTelemetryTracing } from
 import { REDACTED } from '../../src/telemetry/redact.js';
 import { markOpenTelemetryExporting, openTelemetryExporting, processTelemetry } from '../../src/telemetry/telemetry.js';
 import { noTracing, tracedWork } from '../../src/telemetry/tracing.js';
+import { collectPoints, CollectingReader } from '../support/captured-telemetry.js';
 
 /**
  * The telemetry adapters on local OpenTelemetry SDK providers with in-memory exporters (no
@@ -25,24 +26,16 @@ import { noTracing, tracedWork } from '../../src/telemetry/tracing.js';
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig';
 const BEARER_TOKEN = 'abcdefghijklmnopqrstuvwxyz0123456789ABCD';
 
-/** Reads on demand rather than on an export interval. */
-class CollectingReader extends MetricReader {
-  protected onForceFlush(): Promise<void> {
-    return Promise.resolve();
-  }
-  protected onShutdown(): Promise<void> {
-    return Promise.resolve();
-  }
-}
-
-interface Point {
-  name: string;
-  unit: string;
-  description: string;
-  attributes: Record<string, unknown>;
-  value: number;
-  count?: number;
-  boundaries?: number[];
+/** Each test starts with OpenTelemetry marked not exporting; the mark is put back after it. */
+function startsNotExporting(): void {
+  let before = false;
+  beforeEach(() => {
+    before = openTelemetryExporting();
+    markOpenTelemetryExporting(false);
+  });
+  afterEach(() => {
+    markOpenTelemetryExporting(before);
+  });
 }
 
 function meterUnderTest() {
@@ -50,24 +43,7 @@ function meterUnderTest() {
   const provider = new MeterProvider({ readers: [reader] });
   return {
     metrics: openTelemetryMetrics(provider.getMeter('test')),
-    points: async (): Promise<Point[]> => {
-      const { resourceMetrics } = await reader.collect();
-      return resourceMetrics.scopeMetrics.flatMap((scope) =>
-        scope.metrics.flatMap((metric) =>
-          (metric.dataPoints as DataPoint<number | Histogram>[]).map((point): Point => {
-            const histogram = metric.dataPointType === DataPointType.HISTOGRAM ? (point.value as Histogram) : undefined;
-            return {
-              name: metric.descriptor.name,
-              unit: metric.descriptor.unit,
-              description: metric.descriptor.description,
-              attributes: { ...point.attributes },
-              value: histogram ? (histogram.sum ?? Number.NaN) : (point.value as number),
-              ...(histogram && { count: histogram.count, boundaries: histogram.buckets.boundaries }),
-            };
-          }),
-        ),
-      );
-    },
+    points: () => collectPoints(reader),
   };
 }
 
@@ -283,14 +259,7 @@ describe('openTelemetryTracing', () => {
 });
 
 describe('processTelemetry', () => {
-  let before: boolean;
-  beforeEach(() => {
-    before = openTelemetryExporting();
-    markOpenTelemetryExporting(false);
-  });
-  afterEach(() => {
-    markOpenTelemetryExporting(before);
-  });
+  startsNotExporting();
 
   it('without OpenTelemetry exporting, logs JSON lines and has no spans', () => {
     const telemetry = processTelemetry('info');
@@ -326,14 +295,7 @@ describe('Azure Monitor', () => {
   });
 
   describe('starting', () => {
-    let before: boolean;
-    beforeEach(() => {
-      before = openTelemetryExporting();
-      markOpenTelemetryExporting(false);
-    });
-    afterEach(() => {
-      markOpenTelemetryExporting(before);
-    });
+    startsNotExporting();
 
     it('does not start without a connection string, and does not mark exporting', async () => {
       await expect(startAzureMonitor({})).resolves.toBeUndefined();
