@@ -182,7 +182,7 @@ describe('bicep templates', () => {
     for (const name of ['poison-messages', 'connections-need-action', 'credential-expiring', 'sustained-throttling', 'webhook-deliveries-failing', 'function-errors']) {
       expect(alerts).toContain(`name: '${name}'`);
     }
-    const alertQueries = [...alerts.matchAll(/query: '\'\'([\s\S]*?)'\'\'/g)].map((m) => m[1] ?? '');
+    const alertQueries = [...alerts.matchAll(/query: '''([\s\S]*?)'''/g)].map((m) => m[1] ?? '');
     expect(alertQueries).toHaveLength(6);
     const workbook = JSON.parse(read('bicep', 'modules', 'workbook.json')) as { items: { content: { query?: string } }[] };
     const workbookQueries = workbook.items.map((item) => item.content.query).filter((query) => query !== undefined);
