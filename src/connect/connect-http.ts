@@ -27,9 +27,11 @@ export interface ConnectRuntime {
 /** Microsoft's form_post carries a code, a state and perhaps an id token: a few kilobytes. */
 const MAX_FORM_BYTES = 64 * 1024;
 
+// The link comes from the path as the person's browser sent it (decoded): encoded again, so a
+// redirect to it is a valid Location whatever it holds (a NUL, a line break, U+202E).
 const ROUTES = {
-  landing: (link: string) => `/api/connect/${link}`,
-  start: (link: string) => `/api/connect/${link}/start`,
+  landing: (link: string) => `/api/connect/${encodeURIComponent(link)}`,
+  start: (link: string) => `/api/connect/${encodeURIComponent(link)}/start`,
   result: (id: string) => `/api/connect/result/${id}`,
   check: (id: string) => `/api/connect/result/${id}/check`,
   problem: (reason: LinkInvalidReason) => `/api/connect/problem/${reason}`,

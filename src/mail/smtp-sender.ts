@@ -1,4 +1,3 @@
-import { ImapFlow } from 'imapflow';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 import { errorFields } from './error-fields.js';
@@ -102,6 +101,8 @@ export function smtpSender(options: SmtpSenderOptions): PooledMailSender {
 
     async findSent(target, internetMessageId) {
       if (!target.imapAccess) return undefined;
+      // Loaded on first use: imapflow and what only it loads are the largest share of every instance's start (bench/cold-start.bench.ts).
+      const { ImapFlow } = await import('imapflow');
       const client = new ImapFlow({
         host: options.imap.host,
         port: options.imap.port,

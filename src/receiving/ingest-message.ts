@@ -1,4 +1,4 @@
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject, ParsedMail } from 'mailparser';
 import { derivedId, newId } from '../domain/ids.js';
 import { previewOf, type InboundAttachment, type InboundMessage, type MessageReceivedData } from '../domain/inbound-message.js';
 import type { ReceiveTransport } from '../domain/receive-state.js';
@@ -57,6 +57,8 @@ export async function ingestMessage(deps: IngestDeps, mailbox: IngestMailbox, fo
   if (existing?.emitted) return 'duplicate';
 
   const raw = await found.raw();
+  // Loaded on first use: mailparser and what it loads are a large share of every instance's start (bench/cold-start.bench.ts).
+  const { simpleParser } = await import('mailparser');
   const parsed = await simpleParser(raw, { skipImageLinks: true });
   let row = existing;
   if (!row) {

@@ -76,8 +76,9 @@ export async function sendMessage(deps: SendDeps, job: SendJob): Promise<SendOut
   const log = deps.logger.child({ customerId: message.customerId, connectionId: message.connectionId, messageId: message.id });
 
   if (message.status === 'sent' || message.status === 'failed') {
-    // A retry of a worker that wrote the change but not its event.
+    // A retry of a worker that wrote the change but not its event, or stopped before removing the message's blobs.
     if (message.lastEvent) await deps.recordEvent(eventOf(message, message.lastEvent));
+    await discardContent(deps, message, undefined, log);
     return { outcome: 'done' };
   }
   // A deferral whose event may not have been recorded (the worker stopped after writing the row).
@@ -393,11 +394,16 @@ class OutboxWriter {
   }
 
   private async discard(content: MessageContent | undefined): Promise<void> {
-    try {
-      await this.deps.content.discard(this.current.content, content ?? (await this.deps.content.content(this.current.content).catch(() => undefined)));
-    } catch (error) {
-      this.log.warn('send: could not remove the message content from Blob storage', { error });
-    }
+    await discardContent(this.deps, this.current, content, this.log);
+  }
+}
+
+/** Removes the blobs of a message that is sent or failed (again: deleting what is gone succeeds). */
+async function discardContent(deps: SendDeps, message: OutboundMessage, content: MessageContent | undefined, log: Logger): Promise<void> {
+  try {
+    await deps.content.discard(message.content, content ?? (await deps.content.content(message.content).catch(() => undefined)));
+  } catch (error) {
+    log.warn('send: could not remove the message content from Blob storage', { error });
   }
 }
 

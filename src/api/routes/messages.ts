@@ -3,7 +3,6 @@ import { customerIdSchema } from '../../domain/customer.js';
 import { ID_PATTERN } from '../../domain/ids.js';
 import { messageRequestSchema, messageView, messageViewSchema } from '../../domain/outbound-message.js';
 import { receivedMessageView, receivedMessageViewSchema, type InboundMessage } from '../../domain/inbound-message.js';
-import { simpleParser } from 'mailparser';
 import { MessageRejectedError } from '../../sending/submit-message.js';
 import { keys } from '../../store/repositories.js';
 import { notFound, ProblemError } from '../problem.js';
@@ -147,6 +146,8 @@ export const messageRoutes = [
     async handle({ params, services }) {
       const message = await receivedMessage(services, params);
       if (params.index >= message.attachments.length) throw notFound('The attachment');
+      // Loaded on first use, as in ingest-message.ts: mailparser weighs on every instance's start.
+      const { simpleParser } = await import('mailparser');
       const parsed = await simpleParser(await receivedContent(services, message), { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
       const attachment = parsed.attachments[params.index];
       if (!attachment) throw notFound('The attachment');
