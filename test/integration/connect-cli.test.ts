@@ -9,7 +9,7 @@ import { changeConnectionState } from '../../src/connections/connections.js';
 import type { Connection } from '../../src/domain/connection.js';
 import { tokenCacheSecretName } from '../../src/identity/token-cache-store.js';
 import { createLogger, type LogRecord } from '../../src/telemetry/logger.js';
-import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
+import { SandboxBrowser, type SandboxPage, page } from '../support/sandbox-browser.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 
 /**
@@ -77,10 +77,6 @@ function target(connection: Connection): string[] {
   return ['--customer', connection.customerId, '--connection', connection.id];
 }
 
-function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
-  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
-  return result;
-}
 
 /**
  * The person with the code: opens Microsoft's page from the prompt, enters the code, picks the

@@ -6,7 +6,7 @@ import { generateApiKey } from '../../src/api/auth/api-keys.js';
 import { keys } from '../../src/store/repositories.js';
 import type { Connection } from '../../src/domain/connection.js';
 import type { StoredEvent } from '../../src/domain/events.js';
-import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
+import { SandboxBrowser, type ArrivedAtApp, type SandboxPage, page, arrived } from '../support/sandbox-browser.js';
 import { connectedByUser, startConnectEnvironment, VENDOR_NAME, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 
 /**
@@ -34,15 +34,7 @@ afterAll(async () => {
   await env.stop();
 });
 
-function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
-  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
-  return result;
-}
 
-function arrived(result: SandboxPage | ArrivedAtApp): ArrivedAtApp {
-  if (result.kind !== 'app') throw new Error(`expected the browser to stop before the connector, it shows "${result.heading}": ${result.text}`);
-  return result;
-}
 
 /** Landing → Continue → the sandbox's account picker. */
 async function toMicrosoft(link: string, browser = new SandboxBrowser([])): Promise<SandboxPage> {

@@ -5,13 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePorts, isPortFree } from '../../local/free-port.js';
-import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
+import { SandboxBrowser, page } from '../support/sandbox-browser.js';
 import { waitFor } from '../support/wait.js';
 
-function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
-  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
-  return result;
-}
 
 /**
  * `npm start` as a newcomer runs it: build, Azurite, the sandbox identity platform with its demo

@@ -21,7 +21,7 @@ import { UNCHANGED } from '../../src/store/table-repository.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 import { OpenApiValidator } from '../support/openapi-validator.js';
 import { mailboxOf } from '../support/receive-environment.js';
-import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
+import { SandboxBrowser, type ArrivedAtApp, type SandboxPage, page, arrived } from '../support/sandbox-browser.js';
 import { sendTestKit, type SendTestKit } from '../support/send-environment.js';
 import { closeProbes, encodeSegment, probe, rawProbe, type ProbeAnswer, type ProbeRequest } from './http-probe.js';
 import { snapshotStorage, storageChanges, type StorageSnapshot } from './storage-snapshot.js';
@@ -808,16 +808,6 @@ describe('connect pages and Graph notification URLs, every one the host register
 
 // ---------------------------------------------------------------------------------------------
 // Sign-ins that must not connect anything.
-
-function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
-  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
-  return result;
-}
-
-function arrived(result: SandboxPage | ArrivedAtApp): ArrivedAtApp {
-  if (result.kind !== 'app') throw new Error(`expected the browser to stop before the connector, it shows "${result.heading}": ${result.text}`);
-  return result;
-}
 
 function hasButton(shown: SandboxPage | ArrivedAtApp, text: string): shown is SandboxPage {
   return shown.kind === 'page' && shown.forms.some((form) => form.buttons.some((button) => button.text.includes(text)));

@@ -17,7 +17,7 @@ import { UNCHANGED } from '../../src/store/table-repository.js';
 import { captureTelemetry, type CapturedTelemetry } from '../support/captured-telemetry.js';
 import { startConnectEnvironment, type ConnectEnvironment, type Directory } from '../support/connect-environment.js';
 import { mailboxOf } from '../support/receive-environment.js';
-import { SandboxBrowser, type ArrivedAtApp, type SandboxPage } from '../support/sandbox-browser.js';
+import { SandboxBrowser, page } from '../support/sandbox-browser.js';
 import { mailbox, mailHostSettings } from '../support/test-mail-server.js';
 import { waitFor } from '../support/wait.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
@@ -163,10 +163,10 @@ async function childCli(args: string[]): Promise<{ code: number | null; stdout: 
 let apiKey = '';
 
 /** A page the browser shows; the connector's own pages are kept to be looked at. */
-function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
-  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
-  if (result.url.toString().startsWith(env.baseUrl)) corpus.pages.push(result.html);
-  return result;
+function seen(result: Parameters<typeof page>[0]): ReturnType<typeof page> {
+  const shown = page(result);
+  if (shown.url.toString().startsWith(env.baseUrl)) corpus.pages.push(shown.html);
+  return shown;
 }
 
 async function settled(messageId: string): Promise<OutboundMessage> {
@@ -234,22 +234,22 @@ beforeAll(async () => {
   // A delegated connection through the sign-in pages: the callback is held to learn its code.
   const delegated = JSON.parse((await api('POST', `customers/${CUSTOMER}/connections`, { mode: 'delegated' })).text) as Connection & { consent: { url: string } };
   const held = new SandboxBrowser([`${env.baseUrl}/api/connect/callback`]);
-  const picker = page(await page(await held.open(delegated.consent.url)).click('Continue to Microsoft'));
+  const picker = seen(await seen(await held.open(delegated.consent.url)).click('Continue to Microsoft'));
   let step = await picker.click(contoso.user.userPrincipalName);
   if (step.kind === 'page' && step.forms.some((form) => form.buttons.some((b) => b.text.includes('Accept')))) step = await step.click('Accept');
   if (step.kind !== 'app') throw new Error(`the sign-in did not come back: ${step.text}`);
   remember('authorization code', step.params.get('code') ?? undefined);
-  expect(page(await new SandboxBrowser([]).navigate('POST', step.url, step.params)).heading).toBe('Microsoft 365 is connected');
+  expect(seen(await new SandboxBrowser([]).navigate('POST', step.url, step.params)).heading).toBe('Microsoft 365 is connected');
   facts.connected += 1;
   const megan = await env.connection(delegated);
 
   // An application connection: the administrator signs in and consents for the organization.
   const application = JSON.parse((await api('POST', `customers/${CUSTOMER}/connections`, { mode: 'application', mailboxes: [{ address: support }, { address: ghost }] })).text) as Connection & { consent: { url: string } };
-  const adminPicker = page(await page(await new SandboxBrowser([]).open(application.consent.url)).click('Continue to Microsoft'));
-  let shown = page(await adminPicker.click(contoso.admin.userPrincipalName));
-  if (shown.forms.some((form) => form.buttons.some((b) => b.text.includes('Accept'))) && !/adminconsent/.test(shown.url.pathname)) shown = page(await shown.click('Accept'));
-  if (/adminconsent/.test(shown.url.pathname) && shown.forms.some((form) => form.buttons.some((b) => b.text.includes(contoso.admin.userPrincipalName)))) shown = page(await shown.click(contoso.admin.userPrincipalName));
-  expect(page(await shown.click('Accept')).heading).toBe('Microsoft 365 is connected');
+  const adminPicker = seen(await seen(await new SandboxBrowser([]).open(application.consent.url)).click('Continue to Microsoft'));
+  let shown = seen(await adminPicker.click(contoso.admin.userPrincipalName));
+  if (shown.forms.some((form) => form.buttons.some((b) => b.text.includes('Accept'))) && !/adminconsent/.test(shown.url.pathname)) shown = seen(await shown.click('Accept'));
+  if (/adminconsent/.test(shown.url.pathname) && shown.forms.some((form) => form.buttons.some((b) => b.text.includes(contoso.admin.userPrincipalName)))) shown = seen(await shown.click(contoso.admin.userPrincipalName));
+  expect(seen(await shown.click('Accept')).heading).toBe('Microsoft 365 is connected');
   facts.connected += 1;
   const app1 = await env.connection(application);
 
@@ -466,6 +466,7 @@ describe('no credential leaves its place', () => {
 
   it('API answers, problem bodies among them; the pages people saw; the CLI\'s output', () => {
     expect(leaks('API answer', corpus.api)).toEqual([]);
+    expect(corpus.pages.length).toBeGreaterThan(0);
     expect(leaks('page', corpus.pages)).toEqual([]);
     expect(leaks('CLI output', corpus.cli)).toEqual([]);
     // The two commands that print a secret print that one only.

@@ -135,3 +135,15 @@ export class SandboxBrowser {
     throw new Error(`More than 10 redirects from ${start.toString()}`);
   }
 }
+
+/** The result of a browser step that must be a sandbox page. */
+export function page(result: SandboxPage | ArrivedAtApp): SandboxPage {
+  if (result.kind !== 'page') throw new Error(`expected a page, the browser stopped before ${result.url.toString()}`);
+  return result;
+}
+
+/** The result of a browser step that must have reached the connector. */
+export function arrived(result: SandboxPage | ArrivedAtApp): ArrivedAtApp {
+  if (result.kind !== 'app') throw new Error(`expected the browser to stop before the connector, it shows "${result.heading}": ${result.text}`);
+  return result;
+}
