@@ -28,33 +28,52 @@ export function median(values: readonly number[]): number {
 }
 
 /**
- * Counts the HTTP requests this process sends to one host:port (Azurite's Table service), by
- * method and table ("GET receivestate"), through Node's `http.client.request.start` diagnostics
- * channel: the Azure SDK sends every table operation as one request, and a batch as one too.
- * Nothing in the request path changes; a subscriber only adds to a counter.
+ * Counts what a Node diagnostics channel reports about this process's HTTP traffic, by a key the
+ * subclass makes of each message (undefined: not counted). Nothing in the request path changes; a
+ * subscriber only adds to a counter.
  */
-export class RequestCounter {
+export abstract class HttpChannelCounter {
   private readonly counts = new Map<string, number>();
   private readonly listener = (message: unknown) => {
-    const request = (message as { request?: ClientRequest }).request;
-    if (request?.getHeader('host') !== this.hostPort) return;
-    // /<account>/<table>(PartitionKey='…',RowKey='…')?… or /<account>/<table>()?…
-    const table = /^\/[^/]+\/([A-Za-z0-9]+)/.exec(request.path)?.[1] ?? '?';
-    const key = `${request.method} ${table}`;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    const key = this.keyOf(message);
+    if (key !== undefined) this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
   };
 
-  constructor(private readonly hostPort: string) {
-    subscribe('http.client.request.start', this.listener);
+  constructor(private readonly channel: string) {
+    subscribe(channel, this.listener);
   }
 
-  /** Requests counted so far, by method and table. */
+  protected abstract keyOf(message: unknown): string | undefined;
+
+  /** Counted so far, by key. */
   snapshot(): Record<string, number> {
     return Object.fromEntries(this.counts);
   }
 
   close(): void {
-    unsubscribe('http.client.request.start', this.listener);
+    unsubscribe(this.channel, this.listener);
+  }
+}
+
+/** The table a request to the Table service names: /<account>/<table>(…)?… */
+export function tableOf(request: ClientRequest): string {
+  return /^\/[^/]+\/([A-Za-z0-9]+)/.exec(request.path)?.[1] ?? '?';
+}
+
+/**
+ * Counts the HTTP requests this process sends to one host:port (Azurite's Table service), by
+ * method and table ("GET receivestate"), through `http.client.request.start`: the Azure SDK sends
+ * every table operation as one request, and a batch as one too.
+ */
+export class RequestCounter extends HttpChannelCounter {
+  constructor(private readonly hostPort: string) {
+    super('http.client.request.start');
+  }
+
+  protected keyOf(message: unknown): string | undefined {
+    const request = (message as { request?: ClientRequest }).request;
+    if (request?.getHeader('host') !== this.hostPort) return undefined;
+    return `${request.method} ${tableOf(request)}`;
   }
 }
 

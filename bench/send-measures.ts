@@ -4,7 +4,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { SecretStore } from '../src/secrets/secret-store.js';
 import type { MetricDimensions, Metrics } from '../src/telemetry/metrics.js';
-import { median, percentile } from './receive-measures.js';
+import { HttpChannelCounter, median, percentile, tableOf } from './receive-measures.js';
 
 /**
  * What the send benchmark counts with, apart from the clock. Each tap only adds to a tally and
@@ -64,26 +64,15 @@ export class HttpTap {
  * Answers of 400 and over from Azurite's Table service to this process, by method, table and
  * status ("PUT sendgovernor 412": an update that lost an ETag race and is tried again).
  */
-export class TableRefusals {
-  private readonly counts = new Map<string, number>();
-  private readonly listener = (message: unknown) => {
-    const { request, response } = message as { request?: ClientRequest; response?: IncomingMessage };
-    if (request?.getHeader('host') !== this.hostPort || (response?.statusCode ?? 0) < 400) return;
-    const table = /^\/[^/]+\/([A-Za-z0-9]+)/.exec(request.path)?.[1] ?? '?';
-    const key = `${request.method} ${table} ${String(response?.statusCode)}`;
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
-  };
-
+export class TableRefusals extends HttpChannelCounter {
   constructor(private readonly hostPort: string) {
-    subscribe('http.client.response.finish', this.listener);
+    super('http.client.response.finish');
   }
 
-  snapshot(): Record<string, number> {
-    return Object.fromEntries(this.counts);
-  }
-
-  close(): void {
-    unsubscribe('http.client.response.finish', this.listener);
+  protected keyOf(message: unknown): string | undefined {
+    const { request, response } = message as { request?: ClientRequest; response?: IncomingMessage };
+    if (request?.getHeader('host') !== this.hostPort || (response?.statusCode ?? 0) < 400) return undefined;
+    return `${request.method} ${tableOf(request)} ${String(response?.statusCode)}`;
   }
 }
 
