@@ -15,11 +15,14 @@ import { z } from 'zod';
 export interface GovernorLimits {
   concurrent: number;
   perMinute: number;
-  /** Added to the 60-second window: a booked send may start a little late (queue polling), and Microsoft counts from when the request arrives. */
+  /**
+   * Added to the 60-second window when booking: a booked send may start up to this late (the
+   * queue's polling interval, host.json maxPollingInterval) and the window still holds.
+   */
   marginMs: number;
 }
 
-export const DEFAULT_GOVERNOR_LIMITS: GovernorLimits = { concurrent: 4, perMinute: 30, marginMs: 1_000 };
+export const DEFAULT_GOVERNOR_LIMITS: GovernorLimits = { concurrent: 4, perMinute: 30, marginMs: 2_000 };
 export const RATE_WINDOW_MS = 60_000;
 /** A slot a worker never gave back (it crashed) frees itself after this. */
 export const SLOT_HOLD_MS = 120_000;
@@ -75,15 +78,26 @@ export function bookSend(current: GovernorState, id: string, now: number, limits
 /**
  * `blocked`: Microsoft asked the mailbox to wait until `retryAt`. `busy`: every slot is taken;
  * `retryAt` is when the oldest would free itself if its worker died, though slots are normally
- * given back within a second.
+ * given back within a second. `rebooked`: the message came so late that going now would put one
+ * send too many in some 60 seconds; it was booked again, at `retryAt`, and `state` holds that.
  */
 export type SlotResult =
   | { state: GovernorState; granted: true }
-  | { state: GovernorState; granted: false; reason: 'blocked' | 'busy'; retryAt: number };
+  | { state: GovernorState; granted: false; reason: 'blocked' | 'busy' | 'rebooked'; retryAt: number };
+
+/** Whether no 60 seconds hold more than `perMinute` of these sends (sorted by time): Microsoft's own count, without the margin. */
+function withinRate(sends: GovernorState['sends'], perMinute: number): boolean {
+  for (let i = perMinute; i < sends.length; i++) {
+    if ((sends[i]?.at ?? 0) - (sends[i - perMinute]?.at ?? 0) < RATE_WINDOW_MS) return false;
+  }
+  return true;
+}
 
 /**
  * A request slot for a message whose booked time has come. The booking moves to now when the
- * message starts later than booked, so the window counts when it really went.
+ * message starts later than booked, so the window counts when it really went; when that would
+ * overfill some window (it is later than the margin allows and others were booked after it), it is
+ * booked again behind them instead. A message with no booking (forgotten) is treated the same way.
  */
 export function takeSlot(current: GovernorState, id: string, now: number, limits: GovernorLimits, holdMs = SLOT_HOLD_MS, slotId = id): SlotResult {
   const state = pruned(current, now, limits);
@@ -92,7 +106,16 @@ export function takeSlot(current: GovernorState, id: string, now: number, limits
   if (others.length >= limits.concurrent) {
     return { state, granted: false, reason: 'busy', retryAt: Math.min(...others.map((slot) => slot.until)) };
   }
-  const sends = state.sends.map((send) => (send.id === id && send.at < now ? { id, at: now } : send)).sort((a, b) => a.at - b.at);
+  const booking = state.sends.find((send) => send.id === id);
+  let sends = state.sends;
+  if (!booking || booking.at < now) {
+    const rest = state.sends.filter((send) => send.id !== id);
+    sends = [...rest, { id, at: now }].sort((a, b) => a.at - b.at);
+    if (!withinRate(sends, limits.perMinute)) {
+      const again = bookSend({ ...state, sends: rest }, id, now, limits);
+      return { state: again.state, granted: false, reason: 'rebooked', retryAt: again.at };
+    }
+  }
   return { state: { ...state, sends, slots: [...others, { id: slotId, until: now + holdMs }] }, granted: true };
 }
 

@@ -112,27 +112,30 @@ export async function sendMessage(deps: SendDeps, job: SendJob): Promise<SendOut
   if (!mailbox) return writer.fail({ class: 'permanent', code: 'mailbox_removed', message: `The mailbox ${message.from} was removed from the connection.` });
 
   const bookingId = `${message.id}#${String(message.attemptCount + 1)}`;
-  const booking = await deps.governor.book(mailbox.address, bookingId);
-  const wait = booking.at.getTime() - deps.now().getTime();
+  // A slot of its own per invocation: a duplicated queue message must neither share nor free another's.
+  const slotId = `${bookingId}/${randomUUID()}`;
+  const holdMs = attemptTimeoutMs(message.size);
+  const booking = await deps.governor.book(mailbox.address, bookingId, { id: slotId, holdMs });
   const held = (inline: boolean, ms: number) => {
     const dimensions = { ...dimensionsOf(message, connection), inline };
     deps.metrics.count('send.governor_waits', dimensions);
     deps.metrics.record('send.governor_wait', Math.max(0, ms), dimensions);
   };
-  if (wait > INLINE_WAIT_MS || !booking.booked) {
-    held(false, wait);
-    return requeue(deps, message, booking.at, 'governor');
-  }
-  if (wait > 0) {
-    held(true, wait);
-    await (deps.sleep ?? defaultSleep)(wait);
-  }
-  // A slot of its own per invocation: a duplicated queue message must neither share nor free another's.
-  const slotId = `${bookingId}/${randomUUID()}`;
-  const slot = await deps.governor.acquire(mailbox.address, bookingId, slotId, attemptTimeoutMs(message.size));
-  if (!slot.granted) {
-    held(false, slot.retryAt.getTime() - deps.now().getTime());
-    return requeue(deps, message, slot.retryAt, 'governor');
+  if (!booking.slotTaken) {
+    const wait = booking.at.getTime() - deps.now().getTime();
+    if (wait > INLINE_WAIT_MS || !booking.booked) {
+      held(false, wait);
+      return requeue(deps, message, booking.at, 'governor');
+    }
+    if (wait > 0) {
+      held(true, wait);
+      await (deps.sleep ?? defaultSleep)(wait);
+    }
+    const slot = await deps.governor.acquire(mailbox.address, bookingId, slotId, holdMs);
+    if (!slot.granted) {
+      held(false, slot.retryAt.getTime() - deps.now().getTime());
+      return requeue(deps, message, slot.retryAt, 'governor');
+    }
   }
   try {
     if (!(await writer.claim(verify))) return { outcome: 'busy' };
