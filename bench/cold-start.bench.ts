@@ -30,7 +30,7 @@ import { median, printTable, writeResults } from './receive-measures.js';
  * the package statically.
  */
 
-const ROUNDS = 15;
+const ROUNDS = 12;
 const TELEMETRY_EVERY = 3;
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CHILD = 'cold-import.mjs';

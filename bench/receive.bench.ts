@@ -74,7 +74,7 @@ const IMAP_CUSTOMER = 'bench-imap';
 const POP3_CUSTOMER = 'bench-pop3';
 
 /** Measured messages per path, and unmeasured ones first (tokens, TLS sessions, JIT). */
-const MESSAGES = 12;
+const MESSAGES = 10;
 const WARM_UP_MESSAGES = 1;
 /** The modelled poll timer. */
 const TICK_MS = 2_000;

@@ -83,7 +83,7 @@ const TALLIED: Record<string, readonly string[]> = {
   'token.requests': ['source', 'mode', 'resource'],
   'secretstore.reads': ['purpose'],
   'throttle.responses': ['service', 'code'],
-  'send.governor_waits': ['inline'],
+  'send.governor_waits': ['inline', 'customerId'],
 };
 
 export function tapMetrics(metrics: Metrics): { snapshot(): Tally } {

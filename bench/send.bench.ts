@@ -9,6 +9,7 @@ import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, inject, it } from 'vitest';
 import type { Connection } from '../src/domain/connection.js';
 import { messageRequestSchema } from '../src/domain/outbound-message.js';
+import { DEFAULT_GOVERNOR_LIMITS, RATE_WINDOW_MS } from '../src/domain/send-governor.js';
 import { sendMailHandler } from '../src/sending/handlers.js';
 import type { SendOutcome } from '../src/sending/send-message.js';
 import type { SendJob } from '../src/sending/submit-message.js';
@@ -78,15 +79,20 @@ import {
  *    channel); 429s are counted there and by the sandbox (GET /graph/stats).
  *    Fraction used (allowanceUsed): when some 60 s held the whole allowance, the window was the
  *    limit, and the figure is the median over sends i ≥ ALLOWANCE of 60 s / (t[i] − t[i −
- *    ALLOWANCE]) (the governor's own window is 61 s, so its ceiling is 0.984); otherwise the
+ *    ALLOWANCE]) (the governor's own window is 60 s and its margin, so its ceiling is
+ *    GOVERNOR_CEILING); otherwise the
  *    instance's throughput was the limit, and the figure is the rate between the 10th and 90th
  *    percentile of send times, per mailbox, over the allowance.
  *    - One mailbox, ONE_MAILBOX_MESSAGES messages.
  *    - A spread: SPREAD_MESSAGES over SPREAD_MAILBOXES mailboxes of SPREAD_CONNECTIONS connections.
- *      The issue asks 5,000 over 50 mailboxes; that cannot run in the half minute or so this file
- *      has left for it on two shared cores, so this runs 500 over 50 (10 each). 10 messages never reach a mailbox's allowance of 300: this
- *      part is throughput-bound by design, and the aggregate rate is also set against what
- *      Exchange's real 30 a minute over 50 mailboxes would need (1,500 a minute).
+ *      As the issue asks, 5,000 over 50 (100 each), submitted round-robin. 100 messages a few
+ *      minutes apart never reach a mailbox's allowance of 300: this part is throughput-bound, and
+ *      its aggregate rate is also set against what Exchange's real 30 a minute over 50 mailboxes
+ *      would need (1,500 a minute).
+ *    Both run at once, in one cap (GOVERNOR_CAP_MS; on a loaded machine they stop there and say how
+ *    many they sent): the busy mailbox spends most of its run waiting for its window, which the
+ *    spread fills, so the busy mailbox is measured on a busy instance, and the file stays in budget.
+ *    Counts that cannot be told apart by mailbox (Table requests) are given for both together.
  * 3. Token economics over the spread (10 connections: 5 delegated, signed in with a password, and
  *    5 application, each in a tenant of its own): token-endpoint calls as they leave this process
  *    (by tenant, so by connection), token.requests as the connector counts them (by source), and
@@ -99,6 +105,8 @@ import {
 
 const mailServer = inject('mailServer');
 const ALLOWANCE = 300;
+/** The most of the allowance the governor can use: it books a window of 60 s and its margin. */
+const GOVERNOR_CEILING = RATE_WINDOW_MS / (RATE_WINDOW_MS + DEFAULT_GOVERNOR_LIMITS.marginMs);
 const CONCURRENT = 4;
 
 const SMTP_CUSTOMER = 'bench-send-smtp';
@@ -116,15 +124,13 @@ const SPREAD_DELEGATED = 5;
 const SPREAD_APPLICATION = 5;
 const SPREAD_CONNECTIONS = SPREAD_DELEGATED + SPREAD_APPLICATION;
 const SPREAD_MAILBOXES = 50;
-const SPREAD_MESSAGES = 500;
+const SPREAD_MESSAGES = 5_000;
 /** Submissions at once (the API's callers). */
 const SUBMITTERS = 8;
 /** The whole file's budget, from loading it to the report (the bench suite must stay under 10 minutes). */
-const BUDGET_MS = 140_000;
-const ONE_MAILBOX_CAP_MS = 80_000;
-const SPREAD_CAP_MS = 45_000;
-/** Left for the spread's setup and run when the one-mailbox run is cut short. */
-const SPREAD_RESERVE_MS = 40_000;
+const BUDGET_MS = 280_000;
+/** Both governor runs, from the first submission; on a loaded machine they stop here and say how much they sent. */
+const GOVERNOR_CAP_MS = 200_000;
 /** Left for the report and shutting down. */
 const CLOSING_RESERVE_MS = 8_000;
 
@@ -468,14 +474,13 @@ async function sandboxCounts(addresses: readonly string[]) {
 }
 
 /** Sends one run made to these mailboxes since `since`, and what the figures of part 2 make of them. */
-async function governorFigures(planned: number, addresses: readonly string[], ids: readonly string[], since: number, left: number, counters: ReturnType<ReturnType<typeof phaseCounters>['end']>) {
+async function governorFigures(planned: number, addresses: readonly string[], ids: readonly string[], since: number, left: number, counters: ReturnType<ReturnType<typeof phaseCounters>['end']>, customerId: string) {
   const wanted = new Set(addresses.map((a) => a.toLowerCase()));
   const sends = http.graphSends.filter((s) => s.at >= since && wanted.has(s.mailbox));
   const accepted = sends.filter((s) => s.status === 202);
   const times = accepted.map((s) => s.at).sort((a, b) => a - b);
   const busiest = Math.max(0, ...[...wanted].map((address) => busiestMinute(accepted.filter((s) => s.mailbox === address).map((s) => s.at).sort((a, b) => a - b))));
   const outcomeTally = outcomeCounts(ids);
-  const tableTotal = total(counters.tableRequests);
   return {
     messages: planned,
     submitted: ids.length,
@@ -487,11 +492,15 @@ async function governorFigures(planned: number, addresses: readonly string[], id
     answers429Seen: sends.filter((s) => s.status === 429).length,
     sandbox: await sandboxCounts(addresses),
     outcomes: outcomeTally,
-    governorWaits: { requeued: sumOf(counters.metrics, 'send.governor_waits', 'inline=false'), inWorker: sumOf(counters.metrics, 'send.governor_waits', 'inline=true') },
-    tableRequestsPerSend: tableTotal / Math.max(1, times.length),
-    governorTableRequestsPerSend: Object.entries(counters.tableRequests).filter(([key]) => key.endsWith(' sendgovernor')).reduce((sum, [, n]) => sum + n, 0) / Math.max(1, times.length),
-    table412sPerSend: Object.entries(counters.tableRefusals).filter(([key]) => key.endsWith(' 412')).reduce((sum, [, n]) => sum + n, 0) / Math.max(1, times.length),
+    governorWaits: {
+      requeued: sumOf(counters.metrics, 'send.governor_waits', 'inline=false', `customerId=${customerId}`),
+      inWorker: sumOf(counters.metrics, 'send.governor_waits', 'inline=true', `customerId=${customerId}`),
+    },
   };
+}
+
+function refusalsOf(refusals: Tally): number {
+  return Object.entries(refusals).filter(([key]) => key.endsWith(' 412')).reduce((sum, [, n]) => sum + n, 0);
 }
 
 type GovernorFigures = Awaited<ReturnType<typeof governorFigures>>;
@@ -499,7 +508,7 @@ type GovernorFigures = Awaited<ReturnType<typeof governorFigures>>;
 function governorRow(label: string, f: GovernorFigures, capMs: number): string[] {
   const used =
     f.used.bound === 'window'
-      ? `${f.used.fraction.toFixed(3)} window-bound (median of ${String(f.used.windowFractions.n)}; p10 ${f.used.windowFractions.p10.toFixed(3)}, min ${f.used.windowFractions.min.toFixed(3)}; ceiling 0.984)`
+      ? `${f.used.fraction.toFixed(3)} window-bound (median of ${String(f.used.windowFractions.n)}; p10 ${f.used.windowFractions.p10.toFixed(3)}, min ${f.used.windowFractions.min.toFixed(3)}; ceiling ${GOVERNOR_CEILING.toFixed(3)})`
       : `${f.used.fraction.toFixed(3)} throughput-bound (${f.used.perMailboxPerMinute.toFixed(1)}/min per mailbox, ${f.used.steadySendsPerMinute.toFixed(0)}/min in all)`;
   return [
     label,
@@ -510,108 +519,100 @@ function governorRow(label: string, f: GovernorFigures, capMs: number): string[]
     `${String(f.sandbox.throttledSendRate)} / ${String(f.sandbox.throttledConcurrency)} (${String(f.answers429Seen)})`,
     `${String(f.governorWaits.requeued)} / ${String(f.governorWaits.inWorker)}`,
     `${String(f.outcomes.deferred ?? 0)} / ${String(f.outcomes.failed ?? 0)}`,
-    `${f.tableRequestsPerSend.toFixed(1)} / ${f.table412sPerSend.toFixed(2)}`,
   ];
 }
 
-const governorRows: string[][] = [];
-
-it(`governor: ${String(ONE_MAILBOX_MESSAGES)} messages from one mailbox`, async () => {
+it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from one mailbox while ${String(SPREAD_MESSAGES)} go over ${String(SPREAD_MAILBOXES)} mailboxes of ${String(SPREAD_CONNECTIONS)} connections`, async () => {
   const directory = await env.createDirectory('Bench Send Governor');
   await env.sandbox.control.grantConsent(directory.tenant.id, { clientId: env.clientId });
   const sender = directory.user.userPrincipalName;
-  const connection = await kit.application(GOVERNOR_CUSTOMER, directory.tenant.id, { send: 'graph', receive: 'graph' }, [sender]);
-  const phase = phaseCounters();
-  const begun = Date.now();
-  const capMs = Math.max(20_000, Math.min(ONE_MAILBOX_CAP_MS, remainingMs() - SPREAD_RESERVE_MS - CLOSING_RESERVE_MS));
-  const ids = await submitAll(ONE_MAILBOX_MESSAGES, begun + capMs, () => ({ connection, from: sender, to: directory.admin.userPrincipalName }));
-  const submittedMs = Date.now() - begun;
-  const left = await settledBy(ids, begun + capMs);
-  if (left > 0) await dropTheRest();
-  const counters = phase.end(0);
-  const figures = await governorFigures(ONE_MAILBOX_MESSAGES, [sender], ids, begun, left, counters);
-  counters.sends = figures.sent;
-  results.governorOneMailbox = { capMs, submittedMs, ...figures, ...counters };
-  governorRows.push(governorRow(`one mailbox, ${String(ONE_MAILBOX_MESSAGES)} messages`, figures, capMs));
-  // The spread adds its row to the same table.
-  tables.push({
-    title: `2. Governor against the sandbox Graph's allowance of ${String(ALLOWANCE)} sends a minute per mailbox (connector: SEND_RATE_PER_MINUTE=${String(ALLOWANCE)}, ${String(CONCURRENT)} at once), through the API and the local host's send-mail queue`,
-    header: ['run', 'sent', 'first → last send', 'fraction of the allowance used (steady part)', 'busiest 60 s of a mailbox', '429s: sandbox rate / concurrency (seen)', 'governor requeues / in-worker waits', 'deferred / failed', 'Table requests / 412s per send'],
-    rows: governorRows,
-  });
-}, ONE_MAILBOX_CAP_MS + 60_000);
+  const busy = await kit.application(GOVERNOR_CUSTOMER, directory.tenant.id, { send: 'graph', receive: 'graph' }, [sender]);
 
-it(`governor spread and token economics: ${String(SPREAD_MESSAGES)} messages over ${String(SPREAD_MAILBOXES)} mailboxes of ${String(SPREAD_CONNECTIONS)} connections`, async () => {
   const to = 'customer@customer.example';
   const senders: { connection: Connection; address: string; kind: 'delegated' | 'application'; tenant: string }[] = [];
   for (let k = 0; k < SPREAD_CONNECTIONS; k++) {
-    const directory = await env.createDirectory(`Bench Spread ${String(k)}`);
-    await env.sandbox.control.grantConsent(directory.tenant.id, { clientId: env.clientId });
+    const spreadDirectory = await env.createDirectory(`Bench Spread ${String(k)}`);
+    await env.sandbox.control.grantConsent(spreadDirectory.tenant.id, { clientId: env.clientId });
     if (k < SPREAD_DELEGATED) {
-      const { connection, upn } = await kit.delegated(SPREAD_CUSTOMER, directory.tenant.id, directory.domain, { send: 'graph', receive: 'graph' });
-      senders.push({ connection, address: upn.toLowerCase(), kind: 'delegated', tenant: directory.tenant.id });
+      const { connection, upn } = await kit.delegated(SPREAD_CUSTOMER, spreadDirectory.tenant.id, spreadDirectory.domain, { send: 'graph', receive: 'graph' });
+      senders.push({ connection, address: upn.toLowerCase(), kind: 'delegated', tenant: spreadDirectory.tenant.id });
     } else {
       const count = (SPREAD_MAILBOXES - SPREAD_DELEGATED) / SPREAD_APPLICATION;
       const addresses: string[] = [];
       for (let j = 0; j < count; j++) {
-        const address = `box${String(j)}@${directory.domain}`.toLowerCase();
-        await env.sandbox.control.createUser(directory.tenant.id, { userPrincipalName: address, displayName: `Box ${String(j)}` });
+        const address = `box${String(j)}@${spreadDirectory.domain}`.toLowerCase();
+        await env.sandbox.control.createUser(spreadDirectory.tenant.id, { userPrincipalName: address, displayName: `Box ${String(j)}` });
         addresses.push(address);
       }
-      const connection = await kit.application(SPREAD_CUSTOMER, directory.tenant.id, { send: 'graph', receive: 'graph' }, addresses);
-      for (const address of addresses) senders.push({ connection, address, kind: 'application', tenant: directory.tenant.id });
+      const connection = await kit.application(SPREAD_CUSTOMER, spreadDirectory.tenant.id, { send: 'graph', receive: 'graph' }, addresses);
+      for (const address of addresses) senders.push({ connection, address, kind: 'application', tenant: spreadDirectory.tenant.id });
     }
   }
   if (senders.length !== SPREAD_MAILBOXES) throw new Error(`${String(senders.length)} mailboxes, not ${String(SPREAD_MAILBOXES)}`);
 
+  // Both at once: the busy mailbox waits out its window most of the time, and the spread is what keeps the instance busy meanwhile.
   const phase = phaseCounters();
   const begun = Date.now();
-  const capMs = Math.max(15_000, Math.min(SPREAD_CAP_MS, remainingMs() - CLOSING_RESERVE_MS));
-  const ids = await submitAll(SPREAD_MESSAGES, begun + capMs, (n) => {
-    const sender = senders[n % SPREAD_MAILBOXES];
-    if (!sender) throw new Error('no sender');
-    return { connection: sender.connection, from: sender.address, to };
-  });
+  const capMs = Math.max(30_000, Math.min(GOVERNOR_CAP_MS, remainingMs() - CLOSING_RESERVE_MS));
+  const [oneIds, spreadIds] = await Promise.all([
+    submitAll(ONE_MAILBOX_MESSAGES, begun + capMs, () => ({ connection: busy, from: sender, to: directory.admin.userPrincipalName })),
+    submitAll(SPREAD_MESSAGES, begun + capMs, (n) => {
+      const spreadSender = senders[n % SPREAD_MAILBOXES];
+      if (!spreadSender) throw new Error('no sender');
+      return { connection: spreadSender.connection, from: spreadSender.address, to };
+    }),
+  ]);
   const submittedMs = Date.now() - begun;
-  const left = await settledBy(ids, begun + capMs);
-  if (left > 0) await dropTheRest();
+  const [oneLeft, spreadLeft] = await Promise.all([settledBy(oneIds, begun + capMs), settledBy(spreadIds, begun + capMs)]);
+  if (oneLeft + spreadLeft > 0) await dropTheRest();
   const counters = phase.end(0);
-  const figures = await governorFigures(SPREAD_MESSAGES, senders.map((s) => s.address), ids, begun, left, counters);
-  counters.sends = figures.sent;
+  const one = await governorFigures(ONE_MAILBOX_MESSAGES, [sender], oneIds, begun, oneLeft, counters, GOVERNOR_CUSTOMER);
+  const spread = await governorFigures(SPREAD_MESSAGES, senders.map((s) => s.address), spreadIds, begun, spreadLeft, counters, SPREAD_CUSTOMER);
+  const sent = one.sent + spread.sent;
+  counters.sends = sent;
+  const table = { requestsPerSend: total(counters.tableRequests) / Math.max(1, sent), refusalsPerSend: refusalsOf(counters.tableRefusals) / Math.max(1, sent) };
   const exchangeNeedPerMinute = 30 * SPREAD_MAILBOXES;
-  const aggregatePerMinute = figures.used.bound === 'throughput' ? figures.used.steadySendsPerMinute : Number.NaN;
+  const aggregatePerMinute = spread.used.bound === 'throughput' ? spread.used.steadySendsPerMinute : Number.NaN;
 
   // Token economics: calls by connection (a tenant each), against at most one per connection.
   const connections = [...new Map(senders.map((s) => [s.connection.id, s])).values()];
   const perConnection = connections.map((s) => ({ connectionId: s.connection.id, kind: s.kind, tokenCalls: counters.tokenCallsByTenant[s.tenant] ?? 0 }));
+  const spreadTokenCalls = perConnection.reduce((sum, c) => sum + c.tokenCalls, 0);
   const maxPerConnection = Math.max(...perConnection.map((c) => c.tokenCalls));
+  const oneTokenCalls = counters.tokenCallsByTenant[directory.tenant.id] ?? 0;
   const secretTotal = total(counters.secretReads);
-  const per1000 = (n: number) => (n * 1000) / Math.max(1, figures.sent);
-  results.governorSpread = {
+  const per1000 = (n: number, sends: number) => (n * 1000) / Math.max(1, sends);
+  results.governor = {
     method: {
-      asked: '5,000 messages over 50 mailboxes',
-      ran: `${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (${String(SPREAD_MESSAGES / SPREAD_MAILBOXES)} each) of ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application connections, one tenant each`,
-      why: 'the whole file has about three minutes on two shared cores; 10 messages never reach an allowance of 300, so this part is throughput-bound by design',
+      asked: '500 messages to one mailbox, and 5,000 over 50 mailboxes',
+      ran: `both at once: ${String(ONE_MAILBOX_MESSAGES)} from one mailbox, and ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (${String(SPREAD_MESSAGES / SPREAD_MAILBOXES)} each) of ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application connections, one tenant each`,
+      why: 'the busy mailbox spends most of its run waiting for its window; the spread, throughput-bound by design (100 messages per mailbox never reach an allowance of 300 a minute), fills that time, and the busy mailbox is measured on a busy instance',
     },
     capMs,
     submittedMs,
-    ...figures,
-    exchange: { needPerMinute: exchangeNeedPerMinute, aggregatePerMinute, share: aggregatePerMinute / exchangeNeedPerMinute },
+    oneMailbox: one,
+    spread: { ...spread, exchange: { needPerMinute: exchangeNeedPerMinute, aggregatePerMinute, share: aggregatePerMinute / exchangeNeedPerMinute } },
+    table,
     tokens: {
       lifetimeSeconds: tokenLifetime,
+      oneMailbox: { tokenEndpointCalls: oneTokenCalls },
       perConnection,
       maxPerConnection,
-      targetHolds: maxPerConnection <= 1,
-      tokenEndpointCallsPer1000Sends: per1000(counters.tokenEndpointCalls),
-      secretReadsPer1000Sends: per1000(secretTotal),
+      targetHolds: maxPerConnection <= 1 && oneTokenCalls <= 1,
+      tokenEndpointCallsPer1000Sends: per1000(spreadTokenCalls + oneTokenCalls, sent),
+      secretReadsPer1000Sends: per1000(secretTotal, sent),
     },
     ...counters,
   };
-  governorRows.push(governorRow(`spread: ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (issue: 5,000; scaled)`, figures, capMs));
   tables.push({
-    title: `2b. The spread's aggregate rate against Exchange Online's real limit, 30 a minute, over ${String(SPREAD_MAILBOXES)} mailboxes`,
-    header: ['measured aggregate (steady part)', `needed for ${String(SPREAD_MAILBOXES)} × 30/min`, 'share of that need this instance carried'],
-    rows: [[`${aggregatePerMinute.toFixed(0)}/min`, `${String(exchangeNeedPerMinute)}/min`, (aggregatePerMinute / exchangeNeedPerMinute).toFixed(2)]],
+    title: `2. Governor against the sandbox Graph's allowance of ${String(ALLOWANCE)} sends a minute per mailbox (connector: SEND_RATE_PER_MINUTE=${String(ALLOWANCE)}, ${String(CONCURRENT)} at once), through the API and the local host's send-mail queue; both runs at once`,
+    header: ['run', 'sent', 'first → last send', 'fraction of the allowance used (steady part)', 'busiest 60 s of a mailbox', '429s: sandbox rate / concurrency (seen)', 'governor requeues / in-worker waits', 'deferred / failed'],
+    rows: [governorRow(`one mailbox, ${String(ONE_MAILBOX_MESSAGES)} messages`, one, capMs), governorRow(`spread: ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes`, spread, capMs)],
+  });
+  tables.push({
+    title: `2b. Storage per send (both runs), and the spread's aggregate rate against Exchange Online's real limit, 30 a minute, over ${String(SPREAD_MAILBOXES)} mailboxes`,
+    header: ['Table requests / 412s per send', 'spread: measured aggregate (steady part)', `needed for ${String(SPREAD_MAILBOXES)} × 30/min`, 'share of that need this instance carried'],
+    rows: [[`${table.requestsPerSend.toFixed(1)} / ${table.refusalsPerSend.toFixed(2)}`, `${aggregatePerMinute.toFixed(0)}/min`, `${String(exchangeNeedPerMinute)}/min`, (aggregatePerMinute / exchangeNeedPerMinute).toFixed(2)]],
   });
 
   const calls = (kind: 'delegated' | 'application') => perConnection.filter((c) => c.kind === kind).reduce((sum, c) => sum + c.tokenCalls, 0);
@@ -619,7 +620,6 @@ it(`governor spread and token economics: ${String(SPREAD_MESSAGES)} messages ove
   const lifetime = tokenLifetime === undefined ? 'unknown' : `${(tokenLifetime / 60).toFixed(0)} min`;
   const reads = (t: Tally) => (Object.keys(t).length === 0 ? '0' : Object.entries(t).map(([k, n]) => `${k} ${String(n)}`).join(', '));
   const overhead = results.overhead as { sends?: number; tokenEndpointCalls?: number; secretReads?: Tally } | undefined;
-  const one = results.governorOneMailbox as { sent: number; tokenEndpointCalls: number; secretReads: Tally };
   const holds = (max: number) => (max <= 1 ? 'holds' : 'DOES NOT HOLD');
   tables.push({
     title: `3. Token economics (target: at most 1 token-endpoint call per connection per token lifetime per instance; a token lives ${lifetime} here, longer than the run)`,
@@ -628,18 +628,18 @@ it(`governor spread and token economics: ${String(SPREAD_MESSAGES)} messages ove
       ...(overhead?.sends !== undefined
         ? [['1. SMTP overhead (the token is fetched once, first)', String(overhead.sends), '1', String(overhead.tokenEndpointCalls ?? 0), String(overhead.tokenEndpointCalls ?? 0), '', reads(overhead.secretReads ?? {}), '', holds(overhead.tokenEndpointCalls ?? 0)]]
         : []),
-      ['2. one mailbox', String(one.sent), '1', String(one.tokenEndpointCalls), String(one.tokenEndpointCalls), '', reads(one.secretReads), '', holds(one.tokenEndpointCalls)],
+      ['2. one mailbox', String(one.sent), '1', String(oneTokenCalls), String(oneTokenCalls), '', '(with the spread)', per1000(oneTokenCalls, one.sent).toFixed(1), holds(oneTokenCalls)],
       [
-        `3. spread, ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application`,
-        String(figures.sent),
+        `3. spread, ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application (with the one mailbox for the counts by source and secret reads)`,
+        String(spread.sent),
         String(SPREAD_CONNECTIONS),
-        `${String(counters.tokenEndpointCalls)} (delegated ${String(calls('delegated'))}, application ${String(calls('application'))})`,
+        `${String(spreadTokenCalls)} (delegated ${String(calls('delegated'))}, application ${String(calls('application'))})`,
         String(maxPerConnection),
         `microsoft ${String(metricSource('microsoft'))}, cache ${String(metricSource('cache'))}, memory ${String(metricSource('memory'))}, failure ${String(metricSource('failure'))}`,
         `${reads(counters.secretReads)} (secretstore.reads metric ${String(sumOf(counters.metrics, 'secretstore.reads'))})`,
-        `${per1000(counters.tokenEndpointCalls).toFixed(1)} / ${per1000(secretTotal).toFixed(1)}`,
+        `${per1000(spreadTokenCalls, spread.sent).toFixed(1)} / ${per1000(secretTotal, sent).toFixed(1)}`,
         holds(maxPerConnection),
       ],
     ],
   });
-}, SPREAD_CAP_MS + 90_000);
+}, GOVERNOR_CAP_MS + 120_000);

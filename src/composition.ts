@@ -10,6 +10,7 @@ import type { WebhookEndpoint } from './domain/webhook-endpoint.js';
 import { deliverEvent, type DeliveryResult } from './events/deliver-event.js';
 import type { DeliveryMessage } from './events/delivery-message.js';
 import { recordEvent, type NewEvent } from './events/record-event.js';
+import { enqueueDeliverySweeps, requeueStuckDeliveries, type DeliverySweepResult } from './events/delivery-sweep.js';
 import { ReplayNotFoundError, replayEvent, replayFailedEvents, type ReplayDeps } from './events/replay-events.js';
 import { WebhookSecrets } from './events/webhook-secrets.js';
 import { ProbeFailure, cachedHealthCheck } from './health/check-health.js';
@@ -93,6 +94,10 @@ export interface Services {
   api: ApiServices;
   recordEvent(event: NewEvent): Promise<unknown>;
   deliverEvent(message: DeliveryMessage): Promise<DeliveryResult>;
+  /** The delivery-sweep timer's and queue's fan-out: one page of customers whose recent events to sweep. */
+  enqueueDeliverySweeps(continuationToken?: string): Promise<{ enqueued: number; more: boolean }>;
+  /** The delivery-sweep queue's work: one customer's stuck webhook deliveries queued again. */
+  requeueStuckDeliveries(customerId: string): Promise<DeliverySweepResult>;
   /** The connect flow and what it needs; undefined until an app registration is configured (ENTRA_CLIENT_ID). */
   identity: IdentityServices | undefined;
   /** The send-mail queue's work; undefined until an app registration is configured. */
@@ -193,7 +198,7 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
 
   const record = (event: NewEvent) => recordEvent({ events: repositories.events, endpoints: enabledEndpoints, queues, now }, event);
   const connections: ConnectionDeps = { connections: repositories.connections, recordEvent: record, now, metrics };
-  const replayDeps: ReplayDeps = { events: repositories.events, queues };
+  const replayDeps: ReplayDeps = { events: repositories.events, queues, now };
   const webhookSecrets = new WebhookSecrets({ store: secrets, now });
   const outboxContent = new OutboxContent(
     new PayloadStore(storage.blobService, CONTAINERS.outbox),
@@ -324,6 +329,8 @@ async function buildServices(env: NodeJS.ProcessEnv): Promise<Services> {
     receiving: identity && buildReceiving({ config, repositories, identity, content: inboxContent, queues, recordEvent: record, logger, metrics, tracing, now }),
     sendMessage: identity && buildSending({ config, repositories, identity, content: outboxContent, enqueue: enqueueSend, recordEvent: record, logger, metrics, tracing, now }),
     recordEvent: record,
+    enqueueDeliverySweeps: (continuationToken) => enqueueDeliverySweeps({ customers: repositories.customers, queues }, continuationToken),
+    requeueStuckDeliveries: (customerId) => requeueStuckDeliveries(replayDeps, customerId),
     deliverEvent: (message) =>
       tracedWork(tracing, 'deliver webhook', { customerId: message.customerId, eventId: message.eventId, endpointId: message.endpointId, attempt: message.attempt }, () =>
         deliverEvent(

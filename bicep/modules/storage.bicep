@@ -36,6 +36,7 @@ var tableNames = [
 
 var queueNames = [
   'deliver-event'
+  'delivery-sweep'
   'refresh-connection'
   'refresh-scan'
   'send-mail'

@@ -144,7 +144,7 @@ export class ConnectionHealthStore {
   }
 
   private afterOutcome(current: ConnectionHealth, outcome: LeaseOutcome): ConnectionHealth {
-    if (outcome.kind === 'nothing') return { ...current };
+    if (outcome.kind === 'nothing') return { ...current, ...(outcome.cacheRewritten === true && { cacheVersion: current.cacheVersion + 1 }) };
     const now = this.deps.now();
     const at = now.toISOString();
     if (outcome.kind === 'signed_in') {

@@ -14,7 +14,10 @@ import type { AppHealthService } from './app-health.js';
  * The refresh-connection queue handler's work: one connection, if it is still due. The refresh
  * itself happens under the connection's lease (AccessTokens.refresh), so of many messages for one
  * connection one makes the token call and the others find it busy or no longer due. A transient
- * failure schedules its own retry with back-off; the others change the connection's state.
+ * failure schedules its own retry with back-off; the others change the connection's state, before
+ * the lease goes (AccessTokens), so a crash in between leaves the connection due for the retry.
+ * Every run first records the connection's last change again, in case its writer died before
+ * recording the event: that is how a retry after such a crash gets the event out.
  */
 
 export const refreshMessageSchema = z.object({
@@ -53,6 +56,7 @@ export async function refreshConnection(deps: RefreshDeps, message: RefreshMessa
   const found = await deps.connections.get(keys.connection(message.customerId, message.connectionId));
   if (!found) return { outcome: 'skipped', reason: 'gone' };
   const connection = found.value;
+  await deps.lifecycle.recordLastChange(connection);
   if (!REFRESHED_STATES.includes(connection.state)) {
     // Waiting for a person (or gone): off the timer's list until a sign-in puts it back.
     await deps.health.reschedule(connection);

@@ -1,4 +1,4 @@
-import { changeConnectionState, type ConnectionDeps } from '../connections/connections.js';
+import { changeConnectionState, recordLastEvent, type ConnectionDeps } from '../connections/connections.js';
 import { canTransition, InvalidTransitionError, type Connection, type ConnectionState, type StateReason } from '../domain/connection.js';
 import type { LinkPurpose } from '../domain/sign-in-state.js';
 import type { TokenFailure } from '../domain/token-failure.js';
@@ -56,6 +56,15 @@ export class TokenLifecycle {
       explanation: 'Microsoft issues tokens for the connection again; mail flows.',
       nextStep: 'Nothing to do.',
     });
+  }
+
+  /**
+   * Records the connection's last change, in case the writer that made it died before recording
+   * its event (the event is recorded by id, so never twice). A refresh starts with it: for a
+   * connection that now waits for a person, the refresh retry is the only caller that comes back.
+   */
+  async recordLastChange(connection: Connection): Promise<void> {
+    await recordLastEvent(this.deps.connections, connection);
   }
 
   /** Transient failures lasted too long: the connection is called degraded (and keeps being retried). */

@@ -13,13 +13,14 @@ import { newId } from '../domain/ids.js';
 import { mergeTags, type Tags } from '../domain/tags.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
-import { UNCHANGED } from '../store/table-repository.js';
+import { ConcurrencyError, UNCHANGED, type Versioned } from '../store/table-repository.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 /**
  * What happens to connections: created pending, moved between states, re-tagged, disconnected.
  * Every change saves its event in the same row write and then records it, so an event is never
- * lost to a failure between the two: the next change, or a repeat of the call, records it first.
+ * lost to a failure between the two: the next change, a repeat of the call, or the connection's
+ * next refresh records it first.
  */
 export interface ConnectionDeps {
   connections: Repositories['connections'];
@@ -179,7 +180,11 @@ export async function updateConnectionTags(
 
 /**
  * Rewrites a connection whose new version carries an event (withEvent). The write replaces the
- * row's last event, so that one is recorded first; the new one is recorded once written.
+ * row's last event, so the version it replaces must have its event recorded: a writer that died
+ * between its row write and recording its event left it only there. The check runs on the very
+ * version the conditional write replaces (inside update, again after every lost race): an event
+ * this call has not recorded yet stops the write, is recorded, and the update starts over.
+ * Recording is by event id, so an event already recorded is not recorded twice.
  */
 async function updateWithEvent(
   deps: ConnectionDeps,
@@ -190,14 +195,39 @@ async function updateWithEvent(
   const key = keys.connection(customerId, connectionId);
   const before = await deps.connections.get(key);
   if (!before) return undefined;
-  await recordLastEvent(deps, before.value);
-  const updated = await deps.connections.update(key, mutate);
-  if (updated) {
-    const last = updated.value.lastEvent;
-    if (last?.type === 'connection.state_changed' && last.id !== before.value.lastEvent?.id) countTransition(deps, updated.value, last.data);
-    await recordLastEvent(deps, updated.value);
+  const recorded = new Set<string>();
+  await recordLastEvent(deps, before.value, recorded);
+  for (let round = 1; ; round++) {
+    let updated: Versioned<Connection> | undefined;
+    try {
+      updated = await deps.connections.update(key, (current) => {
+        if (current?.lastEvent && !recorded.has(current.lastEvent.id)) throw new UnrecordedEvent(current);
+        return mutate(current);
+      });
+    } catch (error) {
+      if (!(error instanceof UnrecordedEvent)) throw error;
+      // Each round records another writer's event; a row that keeps changing faster than that is a lost race.
+      if (round >= MAX_EVENT_ROUNDS) throw new ConcurrencyError(key);
+      await recordLastEvent(deps, error.connection, recorded);
+      continue;
+    }
+    const last = updated?.value.lastEvent;
+    if (updated && last && !recorded.has(last.id)) {
+      if (last.type === 'connection.state_changed') countTransition(deps, updated.value, last.data);
+      await recordLastEvent(deps, updated.value, recorded);
+    }
+    return updated?.value;
   }
-  return updated?.value;
+}
+
+/** How many other writers' events one change records before it gives up with ConcurrencyError. */
+const MAX_EVENT_ROUNDS = 10;
+
+/** Raised inside the update when the row carries an event this call has not recorded yet. */
+class UnrecordedEvent extends Error {
+  constructor(readonly connection: Connection) {
+    super(`connection ${connection.id}: its last event ${connection.lastEvent?.id ?? ''} is to be recorded first`);
+  }
 }
 
 function countTransition(deps: ConnectionDeps, connection: Connection, change: Record<string, unknown>): void {
@@ -219,7 +249,11 @@ function withEvent(connection: Connection, type: EventType, data: Record<string,
   };
 }
 
-async function recordLastEvent(deps: ConnectionDeps, connection: Connection): Promise<void> {
+/**
+ * Records the connection's last event, which its row carries from the write that made it: again
+ * after a writer died before recording it (by id, so never twice). `recorded` collects the ids.
+ */
+export async function recordLastEvent(deps: Pick<ConnectionDeps, 'recordEvent'>, connection: Connection, recorded?: Set<string>): Promise<void> {
   const last = connection.lastEvent;
   if (!last) return;
   await deps.recordEvent({
@@ -231,4 +265,5 @@ async function recordLastEvent(deps: ConnectionDeps, connection: Connection): Pr
     tags: last.tags,
     data: last.data,
   });
+  recorded?.add(last.id);
 }

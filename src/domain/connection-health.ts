@@ -110,7 +110,11 @@ export type LeaseOutcome =
   | { kind: 'failure'; failure: TokenFailure; state: ConnectionState; used: boolean }
   /** A sign-in stored new tokens: the cache changed, the failure history ends, the schedule starts over. */
   | { kind: 'signed_in' }
-  | { kind: 'nothing' };
+  /**
+   * Nothing to report: the schedule stays as it was, so the work is done again (the holder failed
+   * after the token call, say). A cache the holder rewrote still moves the version on.
+   */
+  | { kind: 'nothing'; cacheRewritten?: boolean };
 
 /** A connection's refresh lease, held: only its holder redeems the refresh token. */
 export interface HeldLease {

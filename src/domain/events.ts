@@ -61,6 +61,8 @@ export const eventDeliverySchema = z.object({
   round: z.int().nonnegative(),
   attempts: z.array(deliveryAttemptSchema),
   nextAttemptAt: z.iso.datetime().optional(),
+  /** When a replay or the delivery sweep last queued the delivery's next attempt. */
+  queuedAt: z.iso.datetime().optional(),
 });
 export type EventDelivery = z.infer<typeof eventDeliverySchema>;
 

@@ -3,6 +3,7 @@ import { idLowerBound } from '../domain/ids.js';
 import { keys } from '../store/repositories.js';
 import { UNCHANGED, type TableRepository } from '../store/table-repository.js';
 import type { DeliveryMessage } from './delivery-message.js';
+import { waitingSince } from './delivery-sweep.js';
 import { queueDelivery, type QueueDeliveryDeps } from './queue-delivery.js';
 
 /**
@@ -14,7 +15,8 @@ import { queueDelivery, type QueueDeliveryDeps } from './queue-delivery.js';
  *
  * The new round is stored before its message is queued: a message queued first could be handled
  * before the round exists and be dropped as stale. If queueing fails the caller gets the error and
- * the delivery stays pending, until another replay (replayFailedEvents finds it once it is overdue).
+ * the delivery stays pending until another replay, or the delivery sweep for a recent event,
+ * queues it (the round records when it was queued, so neither takes a round just queued for stuck).
  */
 
 /**
@@ -26,6 +28,7 @@ const DEFAULT_STUCK_AFTER_MS = 60 * 60 * 1000;
 
 export interface ReplayDeps extends QueueDeliveryDeps {
   events: Pick<TableRepository<StoredEvent>, 'update' | 'page'>;
+  now?: () => Date;
 }
 
 export interface FailedEventsReplay {
@@ -76,9 +79,9 @@ export async function replayEvent(
  * `since`. A delivery is stuck when nothing will move it on: its message went to the poison queue
  * (storage or the secret store out of reach for every dequeue), or queueing it failed after the
  * event or the round was saved. That shows as a delivery more than `stuckAfterMs` past its due
- * time: a retrying one past its nextAttemptAt, a pending one past its latest attempt or, without
- * attempts, past the event's time. A pending delivery of an older event that a replay has just
- * queued counts too; replaying it again only makes the waiting message stale.
+ * time: a retrying one past its nextAttemptAt, a pending one past the event's time, or past when a
+ * replay or the delivery sweep last queued it. The delivery sweep (delivery-sweep.ts) queues the
+ * stuck deliveries of recent events by itself; this is for older ones, and for the failed.
  */
 export async function replayFailedEvents(
   deps: ReplayDeps,
@@ -86,7 +89,8 @@ export async function replayFailedEvents(
   since: Date,
   options: FailedEventsReplayOptions = {},
 ): Promise<FailedEventsReplay> {
-  const stuckBefore = (options.now?.() ?? new Date()).getTime() - (options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS);
+  const now = options.now ?? deps.now;
+  const stuckBefore = (now?.() ?? new Date()).getTime() - (options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS);
   const choose = (delivery: EventDelivery, event: StoredEvent) => isFailedOrStuck(delivery, event, stuckBefore);
   const result: FailedEventsReplay = { scannedEvents: 0, replayedEvents: 0, queued: [] };
   // Event ids begin with their creation time, so the time is a row-key bound.
@@ -102,7 +106,7 @@ export async function replayFailedEvents(
       result.scannedEvents++;
       if (!value.deliveries.some((delivery) => choose(delivery, value))) continue;
       // The event is read again inside replay: the deliveries chosen then are the ones replayed.
-      const replayed = await replay(deps, customerId, value.id, choose);
+      const replayed = await replay({ ...deps, ...(now && { now }) }, customerId, value.id, choose);
       if (replayed && replayed.queued.length > 0) {
         result.replayedEvents++;
         result.queued.push(...replayed.queued);
@@ -114,14 +118,12 @@ export async function replayFailedEvents(
 }
 
 function isFailedOrStuck(delivery: EventDelivery, event: StoredEvent, stuckBefore: number): boolean {
-  const lastActivity = delivery.attempts.at(-1)?.at ?? event.occurredAt;
   switch (delivery.status) {
     case 'failed':
       return true;
     case 'retrying':
-      return Date.parse(delivery.nextAttemptAt ?? lastActivity) < stuckBefore;
     case 'pending':
-      return Date.parse(lastActivity) < stuckBefore;
+      return waitingSince(delivery, event) < stuckBefore;
     case 'delivered':
       return false;
   }
@@ -135,6 +137,7 @@ async function replay(
   choose: (delivery: EventDelivery, event: StoredEvent) => boolean,
 ): Promise<{ deliveries: EventDelivery[]; queued: DeliveryMessage[] } | undefined> {
   let chosen: string[] = [];
+  const queuedAt = (deps.now?.() ?? new Date()).toISOString();
   const saved = await deps.events.update(keys.event(customerId, eventId), (current) => {
     if (!current) return UNCHANGED;
     // Reassigned on every run of the mutator, so a rerun after a lost race starts clean.
@@ -145,7 +148,7 @@ async function replay(
       deliveries: current.deliveries.map((delivery) => {
         if (!chosen.includes(delivery.endpointId)) return delivery;
         const { nextAttemptAt: _stale, ...rest } = delivery;
-        return { ...rest, status: 'pending', round: delivery.round + 1, attempts: [] };
+        return { ...rest, status: 'pending', round: delivery.round + 1, attempts: [], queuedAt };
       }),
     };
   });

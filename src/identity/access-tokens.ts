@@ -1,6 +1,6 @@
 import type { AuthenticationResult, ICachePlugin } from '@azure/msal-node';
 import type { Connection } from '../domain/connection.js';
-import type { ConnectionHealth, HeldLease } from '../domain/connection-health.js';
+import type { ConnectionHealth, HeldLease, LeaseOutcome } from '../domain/connection-health.js';
 import { classifyTokenFailure, type TokenFailure } from '../domain/token-failure.js';
 import type { SecretStore } from '../secrets/secret-store.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -61,11 +61,12 @@ export interface AccessTokensDeps {
   secrets: Pick<SecretStore, 'get' | 'set'>;
   leases: RefreshLeases;
   appGate?(appId: string): Promise<AppGate>;
-  /** Told about every failure that is not transient (the connection's state follows it). */
+  /** Told about every failure that is not transient (the connection's state follows it), before the refresh lease goes. */
   onFailure?(connection: Connection, failure: TokenFailure): Promise<void>;
   /**
    * Told when Microsoft issued a token (not a cached one): a connection that was failing works
-   * again, and so does the app when this request was the one trying its refused credential.
+   * again, and so does the app when this request was the one trying its refused credential. Before
+   * the refresh lease goes, as onFailure.
    */
   onSuccess?(connection: Connection, outcome: { appProbe: boolean }): Promise<void>;
   metrics?: Metrics;
@@ -153,13 +154,13 @@ export class AccessTokens {
     // The timer's refresh, a fresh check, and the one request that tries a refused credential again all ask Microsoft.
     const network = request.kind === 'refresh' || request.fresh || gate.probe === true;
     const takeLease = () => (request.kind === 'refresh' ? this.deps.leases.acquire(connection, request.needed) : this.deps.leases.acquireWaiting(connection, LEASE_WAIT_MS));
+    const succeeded = () => this.deps.onSuccess?.(connection, { appProbe: gate.probe === true }) ?? Promise.resolve();
     const token =
       connection.mode === 'delegated'
-        ? await this.delegated(connection, tenantId, resource, request.kind, network, takeLease)
-        : await this.appOnly(connection, tenantId, resource, request.kind, network, request.kind === 'refresh' ? takeLease : undefined);
+        ? await this.delegated(connection, tenantId, resource, request.kind, network, takeLease, succeeded)
+        : await this.appOnly(connection, tenantId, resource, request.kind, network, succeeded, request.kind === 'refresh' ? takeLease : undefined);
     if (this.tokens.size >= MAX_CONNECTIONS_HELD) this.tokens.clear();
     this.tokens.set(`${connection.id}|${resource}`, token.token);
-    if (token.fromNetwork) await this.deps.onSuccess?.(connection, { appProbe: gate.probe === true });
     return token.token;
   }
 
@@ -170,6 +171,7 @@ export class AccessTokens {
     mode: Request['kind'],
     network: boolean,
     takeLease: () => Promise<HeldLease | undefined>,
+    succeeded: () => Promise<void>,
   ): Promise<{ token: AccessToken; fromNetwork: boolean }> {
     const account = connection.account;
     if (!account) throw this.unavailable(connection, { error: 'no_tokens_found' }, 'no user signed in');
@@ -219,21 +221,26 @@ export class AccessTokens {
         await lease.release({ kind: rewritten === undefined ? 'nothing' : 'signed_in' });
         throw thrown;
       }
-      await lease.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: mode === 'demand' });
-      throw await this.failed(connection, resource, mode, failure, thrown);
+      throw await this.failed(connection, resource, mode, failure, thrown, lease, { kind: 'failure', failure, state: failure.state ?? connection.state, used: mode === 'demand' });
     }
 
     const token = toAccessToken(result, account.upn);
     try {
-      const released = await lease.release({
-        kind: 'success',
-        fromNetwork: !result.fromCache,
-        cacheRewritten: rewritten !== undefined,
-        accessTokenExpiresAt: token.expiresOn,
-        used: mode === 'demand',
-        state: result.fromCache ? connection.state : 'connected',
-      });
-      if (rewritten !== undefined) this.holdCache(connection.id, rewritten, released.cacheVersion);
+      const released = await this.tellThenRelease(
+        lease,
+        result.fromCache ? undefined : succeeded,
+        {
+          kind: 'success',
+          fromNetwork: !result.fromCache,
+          cacheRewritten: rewritten !== undefined,
+          accessTokenExpiresAt: token.expiresOn,
+          used: mode === 'demand',
+          state: result.fromCache ? connection.state : 'connected',
+        },
+        // The rotated cache is saved, so its version moves on; the schedule stays, so the lifecycle is told again.
+        { kind: 'nothing', cacheRewritten: rewritten !== undefined },
+      );
+      if (rewritten !== undefined && released) this.holdCache(connection.id, rewritten, released.cacheVersion);
     } catch (error) {
       // The store has the cache but the row may not say so: read it again next time.
       this.caches.delete(connection.id);
@@ -250,6 +257,7 @@ export class AccessTokens {
     resource: Resource,
     mode: Request['kind'],
     network: boolean,
+    succeeded: () => Promise<void>,
     takeLease?: () => Promise<HeldLease | undefined>,
   ): Promise<{ token: AccessToken; fromNetwork: boolean }> {
     const app = this.deps.msal.app(connection.appId);
@@ -270,11 +278,17 @@ export class AccessTokens {
         await lease?.release({ kind: 'nothing' });
         throw thrown;
       }
-      await lease?.release({ kind: 'failure', failure, state: failure.state ?? connection.state, used: false });
-      throw await this.failed(connection, resource, mode, failure, thrown);
+      throw await this.failed(connection, resource, mode, failure, thrown, lease, { kind: 'failure', failure, state: failure.state ?? connection.state, used: false });
     }
     const token = toAccessToken(result, app.clientId);
-    await lease?.release({ kind: 'success', fromNetwork: !result.fromCache, cacheRewritten: false, accessTokenExpiresAt: token.expiresOn, used: false, state: 'connected' });
+    await this.tellThenRelease(lease, result.fromCache ? undefined : succeeded, {
+      kind: 'success',
+      fromNetwork: !result.fromCache,
+      cacheRewritten: false,
+      accessTokenExpiresAt: token.expiresOn,
+      used: false,
+      state: 'connected',
+    });
     this.count('token.requests', connection, resource, { source: result.fromCache ? 'cache' : 'microsoft', mode });
     return { token, fromNetwork: !result.fromCache };
   }
@@ -295,14 +309,48 @@ export class AccessTokens {
     this.caches.set(connectionId, { serialized, version });
   }
 
-  private async failed(connection: Connection, resource: Resource, mode: Request['kind'], failure: TokenFailure, cause: unknown): Promise<TokenUnavailableError> {
+  /** Microsoft refused: counted, the lifecycle told (failures that are not transient), then the lease let go with `outcome`. */
+  private async failed(
+    connection: Connection,
+    resource: Resource,
+    mode: Request['kind'],
+    failure: TokenFailure,
+    cause: unknown,
+    lease: HeldLease | undefined,
+    outcome: LeaseOutcome,
+  ): Promise<TokenUnavailableError> {
     this.tokens.delete(`${connection.id}|${resource}`);
     this.count('token.requests', connection, resource, { source: 'failure', mode, failureKind: failure.kind, code: failure.code });
     if (failure.code === 'http_429') {
       this.deps.metrics?.count('throttle.responses', { customerId: connection.customerId, connectionId: connection.id, tenantId: connection.tenantId, service: 'entra', operation: 'token', code: failure.code });
     }
-    if (failure.kind !== 'transient') await this.deps.onFailure?.(connection, failure);
+    const tell = failure.kind === 'transient' ? undefined : () => this.deps.onFailure?.(connection, failure) ?? Promise.resolve();
+    await this.tellThenRelease(lease, tell, outcome);
     return cause instanceof TokenUnavailableError ? cause : new TokenUnavailableError(connection.id, failure, { cause });
+  }
+
+  /**
+   * Tells the lifecycle, which moves the connection (and records its event), and only then lets the
+   * lease go with `outcome`, which sets when the connection is next due. Until the lease goes the row
+   * stays due as it was, so a crash in between brings a retry or the timer back to the connection;
+   * the other order could leave a revoked connection `connected` with a refresh that is never due
+   * again, and no needs_reauth event. When telling fails, the lease goes with `fallback` (by default
+   * leaving the schedule as it was, so the attempt is made again) and the error is the caller's.
+   */
+  private async tellThenRelease(
+    lease: HeldLease | undefined,
+    tell: (() => Promise<void>) | undefined,
+    outcome: LeaseOutcome,
+    fallback: LeaseOutcome = { kind: 'nothing' },
+  ): Promise<ConnectionHealth | undefined> {
+    try {
+      await tell?.();
+    } catch (error) {
+      // The lifecycle's error is the one to report; a lease that cannot be let go expires by itself.
+      await lease?.release(fallback).catch(() => undefined);
+      throw error;
+    }
+    return lease?.release(outcome);
   }
 
   private unavailable(connection: Connection, signal: { error: string }, why: string): TokenUnavailableError {

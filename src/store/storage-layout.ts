@@ -25,6 +25,8 @@ export const TABLES = {
 export const QUEUES = {
   /** One message per event and webhook endpoint to deliver to. */
   deliverEvent: 'deliver-event',
+  /** One message per customer whose recent events the delivery sweep looks at, or per page of customers still to be enqueued. */
+  deliverySweep: 'delivery-sweep',
   /** One message per connection whose tokens are due for a refresh. */
   refreshConnection: 'refresh-connection',
   /** One message per page of due connections still to be enqueued (the timer's fan-out, continued). */

@@ -18,6 +18,9 @@ const expected = [
   // One HTTP function per API operation, all anonymous at the host: the API checks its own credentials.
   ...apiRoutes.map((route) => ({ name: route.name, trigger: 'httpTrigger', route: route.path, methods: [route.method], authLevel: 'anonymous' })),
   { name: 'deliver-event', trigger: 'queueTrigger', queueName: 'deliver-event', connection: 'AzureWebJobsStorage' },
+  // Webhook deliveries left without a queue message: the timer fans out a sweep per customer.
+  { name: 'delivery-sweep-timer', trigger: 'timerTrigger', schedule: '30 2-59/5 * * * *' },
+  { name: 'delivery-sweep', trigger: 'queueTrigger', queueName: 'delivery-sweep', connection: 'AzureWebJobsStorage' },
   { name: 'connect-sweep', trigger: 'timerTrigger', schedule: '0 17 * * * *' },
   // Token upkeep: the timer finds due connections, the queues page through them and refresh each.
   { name: 'credential-check', trigger: 'timerTrigger', schedule: '0 40 6 * * *' },

@@ -5,10 +5,11 @@ import { refreshConnection, type RefreshDeps, type RefreshMessage } from '../../
 import { enqueueDueRefreshes } from '../../src/connection-health/schedule-refreshes.js';
 import { TokenLifecycle } from '../../src/connection-health/token-lifecycle.js';
 import { signInWithPassword } from '../../src/connect/password-sign-in.js';
-import { disconnectConnection } from '../../src/connections/connections.js';
+import { changeConnectionState, disconnectConnection } from '../../src/connections/connections.js';
 import { connectionView, type Connection } from '../../src/domain/connection.js';
 import { DEFAULT_REFRESH_POLICY, type ConnectionHealth } from '../../src/domain/connection-health.js';
 import { VENDOR_EVENTS, type StoredEvent } from '../../src/domain/events.js';
+import type { NewEvent } from '../../src/events/record-event.js';
 import { AccessTokens } from '../../src/identity/access-tokens.js';
 import { loadAppCredential } from '../../src/identity/app-credentials.js';
 import { MsalClients } from '../../src/identity/msal-clients.js';
@@ -267,6 +268,61 @@ describe('failures, sorted by who must act', () => {
     await makeDue(connection);
     expect(await refreshConnection(deps, message(connection))).toMatchObject({ outcome: 'skipped', reason: 'disconnected' });
     expect((await healthOf(connection)).dueAt.startsWith('9999')).toBe(true);
+  });
+
+  it('a refresh whose lifecycle fails before the revoked connection moved leaves it due, so the retry moves it', async () => {
+    const { directory, connection, upn } = await connected('Revoked Midway');
+    await env.sandbox.control.revokeSessions(directory.tenant.id, upn);
+    const { deps, health } = refresher();
+    // The connection's row is out of reach once, when the lifecycle is told (a process that died there is alike).
+    let outage = true;
+    const tokens = new AccessTokens({
+      msal: env.identity.msal,
+      secrets: env.services.secrets,
+      leases: health,
+      async onFailure(current, failure) {
+        if (outage) {
+          outage = false;
+          throw new Error('table storage is out of reach');
+        }
+        await deps.lifecycle.failed(current, failure);
+      },
+      logger,
+      now: clock,
+    });
+    await makeDue(connection);
+    await expect(refreshConnection({ ...deps, tokens }, message(connection))).rejects.toThrow('table storage is out of reach');
+
+    // Not moved, and so not scheduled as if it had: still due, the lease let go.
+    expect((await env.connection(connection)).state).toBe('connected');
+    const after = await healthOf(connection);
+    expect(after.lease).toBeUndefined();
+    expect(after.dueAt <= clock().toISOString()).toBe(true);
+    // The queue's retry of the message.
+    expect(await refreshConnection({ ...deps, tokens }, message(connection))).toMatchObject({ outcome: 'failed', kind: 'reauth' });
+    expect((await env.connection(connection)).state).toBe('needs_reauth');
+    expect((await eventsOf(connection.customerId)).filter((e) => e.data.to === 'needs_reauth')).toHaveLength(1);
+    expect((await healthOf(connection)).dueAt.startsWith('9999')).toBe(true);
+  });
+
+  it('a refresh records the last change of a connection whose writer died before recording its event, once', async () => {
+    const { connection } = await connected('Unrecorded');
+    // Moved to needs_admin by a writer that ended after writing the row, before the event was recorded.
+    const dying = { ...env.services.api.connections, recordEvent: (event: NewEvent) => (event.data.to === 'needs_admin' ? Promise.reject(new Error('process ended')) : env.services.recordEvent(event)) };
+    await expect(changeConnectionState(dying, connection.customerId, connection.id, 'needs_admin', { code: 'AADSTS65001', message: 'consent removed' })).rejects.toThrow('process ended');
+    const moved = await env.connection(connection);
+    expect(moved.state).toBe('needs_admin');
+    const unrecorded = moved.lastEvent?.id ?? '';
+    expect(await env.services.repositories.events.get(keys.event(connection.customerId, unrecorded))).toBeUndefined();
+
+    const { deps } = refresher();
+    await refreshConnection(deps, message(connection));
+    await refreshConnection(deps, message(connection));
+    const changes = (await eventsOf(connection.customerId)).filter((e) => e.type === 'connection.state_changed');
+    expect(changes.map((e) => [e.id === unrecorded, e.data.from, e.data.to])).toEqual([
+      [false, 'pending', 'connected'],
+      [true, 'connected', 'needs_admin'],
+    ]);
   });
 
   it('removing the consent makes it needs_admin with an admin link; granting it again brings it back by itself', async () => {

@@ -3,12 +3,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ulid } from 'ulid';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { webhookPayload, type EventDelivery } from '../../src/domain/events.js';
 import { newId } from '../../src/domain/ids.js';
 import type { WebhookEndpoint } from '../../src/domain/webhook-endpoint.js';
 import { deliverEvent, type DeliverEventDeps, type DeliveryResult } from '../../src/events/deliver-event.js';
 import { deliveryMessageSchema, type DeliveryMessage } from '../../src/events/delivery-message.js';
+import { requeueStuckDeliveries } from '../../src/events/delivery-sweep.js';
 import { recordEvent, type NewEvent } from '../../src/events/record-event.js';
 import { ReplayNotFoundError, replayEvent, replayFailedEvents, type ReplayDeps } from '../../src/events/replay-events.js';
 import { WebhookSecretExistsError, WebhookSecrets, webhookSecretName } from '../../src/events/webhook-secrets.js';
@@ -312,7 +314,7 @@ describe('webhook delivery', () => {
 
     const queued = await replayEvent(s.replay, s.customerId, event.id);
     expect(queued).toEqual([{ customerId: s.customerId, eventId: event.id, endpointId: s.endpointId, round: 1, attempt: 1 }]);
-    expect(await s.delivery(event.id)).toEqual({ endpointId: s.endpointId, status: 'pending', round: 1, attempts: [] });
+    expect(await s.delivery(event.id)).toEqual({ endpointId: s.endpointId, status: 'pending', round: 1, attempts: [], queuedAt: expect.any(String) as unknown });
     await s.drain();
 
     expect(webhookIds(s.receiver)).toEqual([event.id, event.id]);
@@ -561,5 +563,95 @@ describe('webhook delivery', () => {
     await s.record({}, { id: leftover.id, occurredAt: leftover.occurredAt });
     expect(await s.drain()).toEqual([]);
     expect(webhookIds(s.receiver)).toEqual([quick.id, leftover.id]);
+  });
+});
+
+describe('the delivery sweep', () => {
+  const MINUTE = 60_000;
+  /** The sweep on this scenario's tables and queue, at `now`. */
+  const sweepAt = (s: Awaited<ReturnType<typeof scenario>>, now: Date) =>
+    requeueStuckDeliveries({ events: repositories.events, queues: publisher, deliveryQueue: s.queue, now: () => now }, s.customerId);
+  /**
+   * An event recorded `minutesAgo`, its id made then as a real one's would be (newId keeps its ids in order within
+   * the process, so it would not go back in time).
+   */
+  const recordedAgo = (s: Awaited<ReturnType<typeof scenario>>, minutesAgo: number) => {
+    const at = Date.now() - minutesAgo * MINUTE;
+    return s.record({}, { id: `evt_${ulid(at)}`, occurredAt: new Date(at).toISOString() });
+  };
+
+  it('queues a delivery left without a queue message once it has waited 10 minutes, once however many sweeps run at once', async () => {
+    const s = await scenario();
+    const stuck = await recordedAgo(s, 11);
+    const young = await recordedAgo(s, 9);
+    // A crash between storing the events and queueing their messages.
+    await s.loseMessages();
+
+    const sweeps = await Promise.all(Array.from({ length: 5 }, () => sweepAt(s, new Date())));
+    expect(sweeps.flatMap((sweep) => sweep.queued)).toEqual([{ customerId: s.customerId, eventId: stuck.id, endpointId: s.endpointId, round: 0, attempt: 1 }]);
+    expect(sweeps.map((sweep) => sweep.scannedEvents)).toEqual([1, 1, 1, 1, 1]);
+    expect((await s.delivery(stuck.id)).queuedAt).toEqual(expect.any(String));
+    expect((await s.drain()).map((h) => [h.message.eventId, h.result.outcome])).toEqual([[stuck.id, 'delivered']]);
+    expect(webhookIds(s.receiver)).toEqual([stuck.id]);
+
+    // The younger one is queued once it has waited as long; the delivered one never again.
+    const later = await sweepAt(s, new Date(Date.now() + 2 * MINUTE));
+    expect(later.queued.map((message) => message.eventId)).toEqual([young.id]);
+    await s.drain();
+    expect(webhookIds(s.receiver)).toEqual([stuck.id, young.id]);
+    expect((await sweepAt(s, new Date(Date.now() + 30 * MINUTE))).queued).toEqual([]);
+  });
+
+  it('a delivery whose message is merely slow is sent once: the sweep queues the same attempt, and the later message finds it made', async () => {
+    const s = await scenario();
+    const event = await s.record();
+    // The queue is backed up: the first message still waits when the sweep runs 11 minutes later.
+    const swept = await sweepAt(s, new Date(Date.now() + 11 * MINUTE));
+    expect(swept.queued).toEqual([{ customerId: s.customerId, eventId: event.id, endpointId: s.endpointId, round: 0, attempt: 1 }]);
+    expect((await s.drain()).map((h) => h.result.outcome)).toEqual(['delivered', 'stale']);
+    expect(webhookIds(s.receiver)).toEqual([event.id]);
+    // Queued again, it waits another 10 minutes before the next sweep queues it once more.
+    expect((await sweepAt(s, new Date(Date.now() + 15 * MINUTE))).queued).toEqual([]);
+  });
+
+  it('queues the due retry of a delivery whose retry message was lost, in the same round', async () => {
+    const s = await scenario({ reply: (_request, index) => ({ status: index === 0 ? 503 : 200 }), retryScheduleMs: [60_000] });
+    const event = await s.record();
+    const { receivedMessageItems: [first] } = await storage.queueService.getQueueClient(s.queue).receiveMessages();
+    if (!first) throw new Error('no delivery message');
+    expect((await deliverEvent(s.deliver, decode(first.messageText))).outcome).toBe('retry');
+    // The first message is done with, and the retry (due in a minute) goes to the poison queue.
+    await s.loseMessages();
+    const retrying = await s.delivery(event.id);
+    expect(retrying.status).toBe('retrying');
+    const nextAttemptAt = Date.parse(retrying.nextAttemptAt ?? '');
+
+    expect((await sweepAt(s, new Date(nextAttemptAt + 9 * MINUTE))).queued).toEqual([]);
+    const swept = await sweepAt(s, new Date(nextAttemptAt + 11 * MINUTE));
+    expect(swept.queued).toEqual([{ customerId: s.customerId, eventId: event.id, endpointId: s.endpointId, round: 0, attempt: 2 }]);
+    await s.drain();
+    expect(await s.delivery(event.id)).toMatchObject({ status: 'delivered', round: 0, attempts: [{ number: 1, outcome: 'retry' }, { number: 2, outcome: 'delivered' }] });
+  });
+
+  it('leaves failed deliveries, rounds a replay just queued, and events older than its window alone', async () => {
+    const s = await scenario({ reply: () => ({ status: 400 }) });
+    const failed = await recordedAgo(s, 20);
+    await s.drain();
+    expect((await s.delivery(failed.id)).status).toBe('failed');
+    const old = await recordedAgo(s, 7 * 60);
+    const replayed = await recordedAgo(s, 2 * 60);
+    await s.loseMessages();
+    // A replay whose queue message was lost (the API answered 500).
+    expect(await replayEvent(s.replay, s.customerId, replayed.id)).toHaveLength(1);
+    await s.loseMessages();
+
+    // The replayed round was queued just now; the 7-hour-old event is outside the sweep's window.
+    expect(await sweepAt(s, new Date())).toEqual({ scannedEvents: 2, queued: [] });
+    // replay-failed, which reaches back further, does not take the round just queued for stuck either.
+    const replayedAgain = await replayFailedEvents(s.replay, s.customerId, new Date(Date.now() - 8 * 3_600_000));
+    expect(replayedAgain.queued.map((message) => message.eventId).sort()).toEqual([failed.id, old.id].sort());
+    await s.drain();
+    // Ten minutes after the replay queued its round, the sweep queues it again.
+    expect((await sweepAt(s, new Date(Date.now() + 11 * MINUTE))).queued.map((message) => [message.eventId, message.round])).toEqual([[replayed.id, 1]]);
   });
 });

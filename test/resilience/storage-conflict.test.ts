@@ -196,12 +196,11 @@ describe('concurrent writers on one row', () => {
     console.log(`send: 24 concurrent attempts of 3 messages: ${outcomes.map((outcome) => outcome.outcome).sort().join(' ')}`);
   });
 
-  // BUG (reported, not fixed here): a connection change's event is recorded after its row write, and a writer
-  // records only the last event it read *before* its update (connections.ts updateWithEvent). When that update
-  // loses the ETag race, it is retried on a row carrying another writer's event that may not be recorded yet,
-  // and replaces it. If that other writer died before recording it, the event is gone for good. This test
-  // reproduces it deterministically and asserts what happens today; flip the last expectation once it is fixed.
-  it('BUG: a writer that dies between writing a state change and recording its event, while another writer changes the same connection, loses that event', async () => {
+  // A connection change's event is recorded after its row write. A writer that dies in between leaves the event
+  // only on the row; when another writer's update then loses the ETag race to that write, it is retried on the
+  // row carrying the unrecorded event, and its write would replace it. It records that event first (on the very
+  // version it replaces, by id), so the event is never lost and never recorded twice.
+  it('a writer that dies between writing a state change and recording its event, while another writer changes the same connection: the other writer records that event first, once', async () => {
     const connection = await kit.application(CUSTOMER, contoso.tenant.id, { send: 'graph', receive: 'none' }, []);
     const repository = env.services.repositories.connections;
     let aWrote: () => void = () => undefined;
@@ -253,12 +252,13 @@ describe('concurrent writers on one row', () => {
     expect((await env.connection(connection)).state).toBe('needs_admin');
     const recorded = (await env.services.repositories.events.get(keys.event(CUSTOMER, lostEventId ?? ''))) !== undefined;
     const chained = chainsUp(changes.slice(1), 'connected', 'needs_admin');
-    // Should be { recorded: true, chained: true }: the vendor heard of connected → needs_admin only as degraded → needs_admin.
-    expect({ recorded, chained, changes }, 'the known bug (flip once fixed)').toEqual({
-      recorded: false,
-      chained: false,
+    // The vendor hears of connected → degraded → needs_admin, each change once.
+    expect({ recorded, chained, changes }).toEqual({
+      recorded: true,
+      chained: true,
       changes: [
         { from: 'pending', to: 'connected' },
+        { from: 'connected', to: 'degraded' },
         { from: 'degraded', to: 'needs_admin' },
       ],
     });
