@@ -28,8 +28,8 @@ export const RATE_WINDOW_MS = 60_000;
 export const SLOT_HOLD_MS = 120_000;
 
 export const governorStateSchema = z.object({
-  /** Booked sends, oldest first: id and epoch milliseconds. */
-  sends: z.array(z.object({ id: z.string(), at: z.number() })),
+  /** Booked sends, oldest first: id, epoch milliseconds, and whether its request has started (its slot was taken). */
+  sends: z.array(z.object({ id: z.string(), at: z.number(), started: z.boolean().optional() })),
   /** Requests in flight: id and until when the slot is held. */
   slots: z.array(z.object({ id: z.string(), until: z.number() })),
   /** Microsoft said to wait until then (429/503 Retry-After, or an SMTP throttling reply). */
@@ -39,10 +39,18 @@ export type GovernorState = z.infer<typeof governorStateSchema>;
 
 export const EMPTY_GOVERNOR_STATE: GovernorState = { sends: [], slots: [] };
 
+/**
+ * Drops what no longer counts: sends older than the window and its margin, and bookings whose time
+ * passed more than the margin ago without their request starting. Those held a time their message
+ * did not use (it came back late, behind a long queue, or not at all); counting them would keep
+ * every late message behind bookings nobody is going to use. A message that comes back to a
+ * dropped booking is booked again, as one that never had one.
+ */
 function pruned(state: GovernorState, now: number, limits: GovernorLimits): GovernorState {
   const horizon = now - RATE_WINDOW_MS - limits.marginMs;
+  const stale = now - limits.marginMs;
   return {
-    sends: state.sends.filter((send) => send.at > horizon),
+    sends: state.sends.filter((send) => send.at > horizon && (send.started === true || send.at >= stale)),
     slots: state.slots.filter((slot) => slot.until > now),
     ...(state.blockedUntil !== undefined && state.blockedUntil > now && { blockedUntil: state.blockedUntil }),
   };
@@ -78,26 +86,21 @@ export function bookSend(current: GovernorState, id: string, now: number, limits
 /**
  * `blocked`: Microsoft asked the mailbox to wait until `retryAt`. `busy`: every slot is taken;
  * `retryAt` is when the oldest would free itself if its worker died, though slots are normally
- * given back within a second. `rebooked`: the message came so late that going now would put one
- * send too many in some 60 seconds; it was booked again, at `retryAt`, and `state` holds that.
+ * given back within a second. `rebooked`: going now would make one send too many in the last 60
+ * seconds; it was booked again, at `retryAt`, and `state` holds that.
  */
 export type SlotResult =
   | { state: GovernorState; granted: true }
   | { state: GovernorState; granted: false; reason: 'blocked' | 'busy' | 'rebooked'; retryAt: number };
 
-/** Whether no 60 seconds hold more than `perMinute` of these sends (sorted by time): Microsoft's own count, without the margin. */
-function withinRate(sends: GovernorState['sends'], perMinute: number): boolean {
-  for (let i = perMinute; i < sends.length; i++) {
-    if ((sends[i]?.at ?? 0) - (sends[i - perMinute]?.at ?? 0) < RATE_WINDOW_MS) return false;
-  }
-  return true;
-}
-
 /**
- * A request slot for a message whose booked time has come. The booking moves to now when the
- * message starts later than booked, so the window counts when it really went; when that would
- * overfill some window (it is later than the margin allows and others were booked after it), it is
- * booked again behind them instead. A message with no booking (forgotten) is treated the same way.
+ * A request slot for a message whose booked time has come. Microsoft counts requests when they
+ * arrive, so what decides is the sends that really started: the message goes now when fewer than
+ * `perMinute` started in the last 60 seconds (checked at every start, which keeps every 60 seconds
+ * within the limit), and its booking moves to now and is marked started. When they are full (it
+ * came back early, or late behind a long queue while others went), it is booked again behind the
+ * others. Bookings only say when to come back; a message with none (dropped, or never made) is
+ * treated the same way.
  */
 export function takeSlot(current: GovernorState, id: string, now: number, limits: GovernorLimits, holdMs = SLOT_HOLD_MS, slotId = id): SlotResult {
   const state = pruned(current, now, limits);
@@ -106,16 +109,13 @@ export function takeSlot(current: GovernorState, id: string, now: number, limits
   if (others.length >= limits.concurrent) {
     return { state, granted: false, reason: 'busy', retryAt: Math.min(...others.map((slot) => slot.until)) };
   }
-  const booking = state.sends.find((send) => send.id === id);
-  let sends = state.sends;
-  if (!booking || booking.at < now) {
-    const rest = state.sends.filter((send) => send.id !== id);
-    sends = [...rest, { id, at: now }].sort((a, b) => a.at - b.at);
-    if (!withinRate(sends, limits.perMinute)) {
-      const again = bookSend({ ...state, sends: rest }, id, now, limits);
-      return { state: again.state, granted: false, reason: 'rebooked', retryAt: again.at };
-    }
+  const rest = state.sends.filter((send) => send.id !== id);
+  const startedInWindow = rest.filter((send) => send.started === true && send.at > now - RATE_WINDOW_MS).length;
+  if (startedInWindow >= limits.perMinute) {
+    const again = bookSend({ ...state, sends: rest }, id, now, limits);
+    return { state: again.state, granted: false, reason: 'rebooked', retryAt: again.at };
   }
+  const sends = [...rest, { id, at: now, started: true }].sort((a, b) => a.at - b.at);
   return { state: { ...state, sends, slots: [...others, { id: slotId, until: now + holdMs }] }, granted: true };
 }
 

@@ -54,6 +54,11 @@ function bookMany(state: GovernorState, count: number, now: number, prefix = 'm'
   return { state, times };
 }
 
+/** The state once every booking due by `now` has gone on time (its slot was taken then). */
+function goneBy(state: GovernorState, now: number): GovernorState {
+  return { ...state, sends: state.sends.map((send) => (send.at <= now ? { ...send, started: true } : send)) };
+}
+
 /** Arrival times: bursts of up to 60 messages at once, steady trickles, and idle gaps of up to two minutes. */
 function arrivals(random: () => number, count: number): number[] {
   const times: number[] = [];
@@ -80,9 +85,20 @@ describe('bookSend', () => {
 
   it('gives the same id the same time, and does not count it twice', () => {
     const first = bookSend(EMPTY_GOVERNOR_STATE, 'm1', 0, limits);
-    const again = bookSend(first.state, 'm1', 5_000, limits);
+    const again = bookSend(first.state, 'm1', limits.marginMs, limits);
     expect(again.at).toBe(0);
     expect(again.state.sends).toEqual([{ id: 'm1', at: 0 }]);
+  });
+
+  it('drops a booking whose time passed by more than the margin without its request starting, and books anew', () => {
+    // 30 booked at 0, none went (their messages are stuck behind a long queue): they no longer hold the window.
+    const { state } = bookMany(EMPTY_GOVERNOR_STATE, 30, 0);
+    const late = bookSend(state, 'other', limits.marginMs + 1, limits);
+    expect(late.at).toBe(limits.marginMs + 1);
+    expect(late.state.sends).toEqual([{ id: 'other', at: limits.marginMs + 1 }]);
+    // Ones that did go still count.
+    const gone = bookSend(goneBy(state, 0), 'other', limits.marginMs + 1, limits);
+    expect(gone.at).toBe(SPACING);
   });
 
   it('does not change the state it was given', () => {
@@ -105,13 +121,13 @@ describe('bookSend', () => {
 
   it('books after the window\'s oldest send when the window is full, not after the newest', () => {
     let state = EMPTY_GOVERNOR_STATE;
-    for (let i = 0; i < 30; i++) state = bookSend(state, `m${String(i)}`, i * 1_000, limits).state;
+    for (let i = 0; i < 30; i++) state = bookSend(goneBy(state, i * 1_000), `m${String(i)}`, i * 1_000, limits).state;
     // 30 sends at 0 s … 29 s; the 31st may go once the one at 0 s has left the window (plus the margin).
-    expect(bookSend(state, 'm30', 30_000, limits).at).toBe(SPACING);
+    expect(bookSend(goneBy(state, 30_000), 'm30', 30_000, limits).at).toBe(SPACING);
   });
 
   it('forgets sends older than the window and its margin', () => {
-    const { state } = bookMany(EMPTY_GOVERNOR_STATE, 30, 0);
+    const state = goneBy(bookMany(EMPTY_GOVERNOR_STATE, 30, 0).state, 0);
     const later = bookSend(state, 'late', SPACING, limits);
     expect(later.at).toBe(SPACING);
     expect(later.state.sends).toEqual([{ id: 'late', at: SPACING }]);
@@ -164,6 +180,7 @@ describe('simulation: one mailbox, bookings at random times', () => {
     arrivals(random, 2_000).forEach((now, i) => {
       lastNow = now;
       const id = `m${String(i)}`;
+      state = goneBy(state, now);
       const result = bookSend(state, id, now, limits);
       state = result.state;
 
@@ -293,6 +310,44 @@ describe('simulation: one mailbox, bookings at random times', () => {
   });
 });
 
+describe('simulation: one mailbox behind a long queue', () => {
+  it.each([21, 22, 23])('seed %i: messages that come back up to 20 s late all go, within the limit, at close to the full rate', (seed) => {
+    const random = seeded(seed);
+    let state: GovernorState = EMPTY_GOVERNOR_STATE;
+    const count = 300;
+    // Each message books, and is back (the queue's backlog) up to 20 s after its booked time.
+    const due: { id: string; at: number }[] = [];
+    for (let i = 0; i < count; i++) {
+      const booking = bookSend(state, `m${String(i)}`, 0, limits);
+      state = booking.state;
+      due.push({ id: `m${String(i)}`, at: booking.at + random() * 20_000 });
+    }
+    const starts: number[] = [];
+    let rebooked = 0;
+    while (due.length > 0) {
+      due.sort((a, b) => a.at - b.at);
+      const next = due.shift();
+      if (!next) break;
+      const slot = takeSlot(state, next.id, next.at, limits);
+      state = slot.state;
+      if (slot.granted) {
+        starts.push(next.at);
+        state = releaseSlot(state, next.id);
+      } else {
+        rebooked++;
+        due.push({ id: next.id, at: slot.retryAt + random() * 20_000 });
+      }
+    }
+    expect(starts).toHaveLength(count);
+    expect(busiestWindow(starts)).toBeLessThanOrEqual(limits.perMinute);
+    // The bookings their messages did not keep do not hold the others back: 300 at 30 a minute take
+    // about ten windows, and the lateness adds about one.
+    const ideal = (count / limits.perMinute) * SPACING;
+    expect(Math.max(...starts)).toBeLessThan(ideal * 1.25);
+    expect(rebooked).toBeGreaterThan(0);
+  });
+});
+
 describe('takeSlot', () => {
   const booked = bookMany(EMPTY_GOVERNOR_STATE, 10, 0).state;
 
@@ -350,12 +405,14 @@ describe('takeSlot', () => {
   });
 
   it('a booking taken late moves to when its slot was taken, and later bookings count from there', () => {
-    let state = bookMany(EMPTY_GOVERNOR_STATE, 30, 0).state;
+    // The 29 others went on time; m7's message came back late.
+    const booked = bookMany(EMPTY_GOVERNOR_STATE, 30, 0).state;
+    let state: GovernorState = { ...booked, sends: booked.sends.map((send) => (send.id === 'm7' ? send : { ...send, started: true })) };
     const slot = takeSlot(state, 'm7', 10_000, limits);
     expect(slot.granted).toBe(true);
     state = slot.state;
-    expect(state.sends.find((send) => send.id === 'm7')).toEqual({ id: 'm7', at: 10_000 });
-    expect(state.sends.at(-1)).toEqual({ id: 'm7', at: 10_000 });
+    expect(state.sends.find((send) => send.id === 'm7')).toEqual({ id: 'm7', at: 10_000, started: true });
+    expect(state.sends.at(-1)).toEqual({ id: 'm7', at: 10_000, started: true });
     expect(state.sends.map((send) => send.at)).toEqual([...state.sends.map((send) => send.at)].sort((a, b) => a - b));
 
     const { times } = bookMany(state, 30, 10_000, 'n');
@@ -364,21 +421,41 @@ describe('takeSlot', () => {
     expect(busiestWindow([...Array<number>(29).fill(0), 10_000, ...times])).toBe(30);
   });
 
-  it('a booking taken later than the margin, with the window behind it full, is booked again behind the others', () => {
-    // 60 booked from 0: 30 at 0, then 30 at SPACING; m0 and its 29 neighbours define when m30 may go.
-    let state = bookMany(EMPTY_GOVERNOR_STATE, 60, 0).state;
-    for (let i = 1; i < 30; i++) state = takeSlot(state, `m${String(i)}`, 0, limits).state;
-    for (let i = 1; i < 30; i++) state = releaseSlot(state, `m${String(i)}`);
-    // Late by more than SPACING − 60 s: with m30…m59 at SPACING it would make 31 in 60 s.
-    const late = SPACING - RATE_WINDOW_MS + 1;
-    const slot = takeSlot(state, 'm0', late, limits);
-    expect(slot).toMatchObject({ granted: false, reason: 'rebooked', retryAt: 2 * SPACING });
-    expect(slot.state.sends.find((send) => send.id === 'm0')).toEqual({ id: 'm0', at: 2 * SPACING });
+  it('a message whose last 60 seconds already hold the limit of started sends is booked again behind the others', () => {
+    // 30 went at 0 … 29 s; m30 (booked for SPACING) comes back early, at 59 s, while all 30 are in its last 60 s.
+    let state = EMPTY_GOVERNOR_STATE;
+    for (let i = 0; i < 30; i++) {
+      state = releaseSlot(takeSlot(bookSend(state, `m${String(i)}`, i * 1_000, limits).state, `m${String(i)}`, i * 1_000, limits).state, `m${String(i)}`);
+    }
+    state = bookSend(state, 'm30', 29_000, limits).state;
+    state = bookSend(state, 'm31', 29_000, limits).state;
+    const slot = takeSlot(state, 'm30', 59_000, limits);
+    expect(slot).toMatchObject({ granted: false, reason: 'rebooked' });
+    // Behind m31, which was booked after it: the earliest the window allows after every booking.
+    expect(slot.granted ? 0 : slot.retryAt).toBe(1_000 + SPACING);
     expect(slot.state.slots).toEqual([]);
-    // At its new time it goes, and the window holds.
-    const then = takeSlot(slot.state, 'm0', 2 * SPACING, limits);
-    expect(then.granted).toBe(true);
-    expect(busiestWindow(then.state.sends.map((send) => send.at))).toBeLessThanOrEqual(30);
+    // Once the first send has left the last 60 seconds, a message goes.
+    expect(takeSlot(slot.state, 'm31', 60_001, limits).granted).toBe(true);
+  });
+
+  it('a message that comes back late goes when its last 60 seconds have room, even past bookings made after it', () => {
+    // 60 booked at 0: m0 … m29 for 0, m30 … m59 for SPACING. m1 … m29 went at 0; m0 comes back 20 s late.
+    let state = bookMany(EMPTY_GOVERNOR_STATE, 60, 0).state;
+    for (let i = 1; i < 30; i++) state = releaseSlot(takeSlot(state, `m${String(i)}`, 0, limits).state, `m${String(i)}`);
+    const slot = takeSlot(state, 'm0', 20_000, limits);
+    expect(slot.granted).toBe(true);
+    expect(slot.state.sends.find((send) => send.id === 'm0')).toEqual({ id: 'm0', at: 20_000, started: true });
+    // At SPACING, m0 is still in the last 60 s: 29 of m30 … m59 go, the last is booked again; the limit holds.
+    state = releaseSlot(slot.state, 'm0');
+    const outcomes: boolean[] = [];
+    for (let i = 30; i < 60; i++) {
+      const taken = takeSlot(state, `m${String(i)}`, SPACING, limits);
+      outcomes.push(taken.granted);
+      state = releaseSlot(taken.state, `m${String(i)}`);
+    }
+    expect(outcomes.filter(Boolean)).toHaveLength(29);
+    expect(outcomes.at(-1)).toBe(false);
+    expect(busiestWindow(state.sends.filter((send) => send.started).map((send) => send.at))).toBe(30);
   });
 
   it('a booking taken late within the margin goes, and moves to its real start', () => {
@@ -387,26 +464,27 @@ describe('takeSlot', () => {
     const slot = takeSlot(state, 'm0', late, limits);
     expect(slot.granted).toBe(true);
     state = slot.state;
-    expect(state.sends.find((send) => send.id === 'm0')).toEqual({ id: 'm0', at: late });
+    expect(state.sends.find((send) => send.id === 'm0')).toEqual({ id: 'm0', at: late, started: true });
     expect(busiestWindow(state.sends.map((send) => send.at))).toBe(30);
   });
 
   it('a message whose booking was forgotten goes now when the window has room, and is counted', () => {
     const slot = takeSlot(bookMany(EMPTY_GOVERNOR_STATE, 5, 0).state, 'stranger', 1_000, limits);
     expect(slot.granted).toBe(true);
-    expect(slot.state.sends.at(-1)).toEqual({ id: 'stranger', at: 1_000 });
+    expect(slot.state.sends.at(-1)).toEqual({ id: 'stranger', at: 1_000, started: true });
   });
 
-  it('a message whose booking was forgotten, when the window is full, is booked after it', () => {
-    const slot = takeSlot(bookMany(EMPTY_GOVERNOR_STATE, 30, 0).state, 'stranger', 1_000, limits);
+  it('a message whose booking was forgotten, when its last 60 seconds are full, is booked after them', () => {
+    const slot = takeSlot(goneBy(bookMany(EMPTY_GOVERNOR_STATE, 30, 0).state, 0), 'stranger', 1_000, limits);
     expect(slot).toMatchObject({ granted: false, reason: 'rebooked', retryAt: SPACING });
   });
 
-  it('a booking taken early, or on time, stays where it was booked', () => {
-    const state = bookMany(EMPTY_GOVERNOR_STATE, 31, 0).state;
+  it('a message that starts on time keeps its booked time; one that starts early is counted when it starts', () => {
+    const state = goneBy(bookMany(EMPTY_GOVERNOR_STATE, 31, 0).state, 0);
     expect(state.sends.at(-1)).toEqual({ id: 'm30', at: SPACING });
-    expect(takeSlot(state, 'm30', 1_000, limits).state.sends.at(-1)).toEqual({ id: 'm30', at: SPACING });
-    expect(takeSlot(state, 'm30', SPACING, limits).state.sends.at(-1)).toEqual({ id: 'm30', at: SPACING });
+    expect(takeSlot(state, 'm30', SPACING, limits).state.sends.at(-1)).toEqual({ id: 'm30', at: SPACING, started: true });
+    // Early, with 30 started in its last 60 s: it does not go.
+    expect(takeSlot(state, 'm30', 1_000, limits)).toMatchObject({ granted: false, reason: 'rebooked' });
   });
 });
 
