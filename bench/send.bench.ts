@@ -89,10 +89,11 @@ import {
  *      minutes apart never reach a mailbox's allowance of 300: this part is throughput-bound, and
  *      its aggregate rate is also set against what Exchange's real 30 a minute over 50 mailboxes
  *      would need (1,500 a minute).
- *    Both run at once, in one cap (GOVERNOR_CAP_MS; on a loaded machine they stop there and say how
- *    many they sent): the busy mailbox spends most of its run waiting for its window, which the
- *    spread fills, so the busy mailbox is measured on a busy instance, and the file stays in budget.
- *    Counts that cannot be told apart by mailbox (Table requests) are given for both together.
+ *    One runs after the other, each to its cap (ONE_MAILBOX_CAP_MS, SPREAD_CAP_MS; a run stops
+ *    there and says how many it sent): run at once, the spread's backlog in the one send-mail
+ *    queue holds the busy mailbox's requeued messages back, which measures the queue, not the
+ *    governor. On two cores the spread, which also pays for submitting 5,000 messages through the
+ *    API, sends a part of its 5,000 within the file's budget; the fraction it reports is its rate.
  * 3. Token economics over the spread (10 connections: 5 delegated, signed in with a password, and
  *    5 application, each in a tenant of its own): token-endpoint calls as they leave this process
  *    (by tenant, so by connection), token.requests as the connector counts them (by source), and
@@ -129,8 +130,11 @@ const SPREAD_MESSAGES = 5_000;
 const SUBMITTERS = 8;
 /** The whole file's budget, from loading it to the report (the bench suite must stay under 10 minutes). */
 const BUDGET_MS = 280_000;
-/** Both governor runs, from the first submission; on a loaded machine they stop here and say how much they sent. */
-const GOVERNOR_CAP_MS = 200_000;
+/** Each governor run's cap, from its first submission: on a loaded machine a run stops there and says how much it sent. */
+const ONE_MAILBOX_CAP_MS = 85_000;
+const SPREAD_CAP_MS = 100_000;
+/** Left for the spread when the one-mailbox run is cut short. */
+const SPREAD_RESERVE_MS = 60_000;
 /** Left for the report and shutting down. */
 const CLOSING_RESERVE_MS = 8_000;
 
@@ -522,7 +526,7 @@ function governorRow(label: string, f: GovernorFigures, capMs: number): string[]
   ];
 }
 
-it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from one mailbox while ${String(SPREAD_MESSAGES)} go over ${String(SPREAD_MAILBOXES)} mailboxes of ${String(SPREAD_CONNECTIONS)} connections`, async () => {
+it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from one mailbox, then ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes of ${String(SPREAD_CONNECTIONS)} connections`, async () => {
   const directory = await env.createDirectory('Bench Send Governor');
   await env.sandbox.control.grantConsent(directory.tenant.id, { clientId: env.clientId });
   const sender = directory.user.userPrincipalName;
@@ -550,27 +554,34 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
   }
   if (senders.length !== SPREAD_MAILBOXES) throw new Error(`${String(senders.length)} mailboxes, not ${String(SPREAD_MAILBOXES)}`);
 
-  // Both at once: the busy mailbox waits out its window most of the time, and the spread is what keeps the instance busy meanwhile.
+  // One after the other: run at once, the spread's backlog in the shared send-mail queue would hold back the busy mailbox's requeued messages, and measure the queue, not the governor.
+  const onePhase = phaseCounters();
+  const oneBegun = Date.now();
+  const oneCapMs = Math.max(30_000, Math.min(ONE_MAILBOX_CAP_MS, remainingMs() - SPREAD_RESERVE_MS - CLOSING_RESERVE_MS));
+  const oneIds = await submitAll(ONE_MAILBOX_MESSAGES, oneBegun + oneCapMs, () => ({ connection: busy, from: sender, to: directory.admin.userPrincipalName }));
+  const oneLeft = await settledBy(oneIds, oneBegun + oneCapMs);
+  if (oneLeft > 0) await dropTheRest();
+  const oneCounters = onePhase.end(0);
+  const one = await governorFigures(ONE_MAILBOX_MESSAGES, [sender], oneIds, oneBegun, oneLeft, oneCounters, GOVERNOR_CUSTOMER);
+  oneCounters.sends = one.sent;
+
   const phase = phaseCounters();
   const begun = Date.now();
-  const capMs = Math.max(30_000, Math.min(GOVERNOR_CAP_MS, remainingMs() - CLOSING_RESERVE_MS));
-  const [oneIds, spreadIds] = await Promise.all([
-    submitAll(ONE_MAILBOX_MESSAGES, begun + capMs, () => ({ connection: busy, from: sender, to: directory.admin.userPrincipalName })),
-    submitAll(SPREAD_MESSAGES, begun + capMs, (n) => {
-      const spreadSender = senders[n % SPREAD_MAILBOXES];
-      if (!spreadSender) throw new Error('no sender');
-      return { connection: spreadSender.connection, from: spreadSender.address, to };
-    }),
-  ]);
+  const capMs = Math.max(30_000, Math.min(SPREAD_CAP_MS, remainingMs() - CLOSING_RESERVE_MS));
+  const spreadIds = await submitAll(SPREAD_MESSAGES, begun + capMs, (n) => {
+    const spreadSender = senders[n % SPREAD_MAILBOXES];
+    if (!spreadSender) throw new Error('no sender');
+    return { connection: spreadSender.connection, from: spreadSender.address, to };
+  });
   const submittedMs = Date.now() - begun;
-  const [oneLeft, spreadLeft] = await Promise.all([settledBy(oneIds, begun + capMs), settledBy(spreadIds, begun + capMs)]);
-  if (oneLeft + spreadLeft > 0) await dropTheRest();
+  const spreadLeft = await settledBy(spreadIds, begun + capMs);
+  if (spreadLeft > 0) await dropTheRest();
   const counters = phase.end(0);
-  const one = await governorFigures(ONE_MAILBOX_MESSAGES, [sender], oneIds, begun, oneLeft, counters, GOVERNOR_CUSTOMER);
   const spread = await governorFigures(SPREAD_MESSAGES, senders.map((s) => s.address), spreadIds, begun, spreadLeft, counters, SPREAD_CUSTOMER);
+  counters.sends = spread.sent;
   const sent = one.sent + spread.sent;
-  counters.sends = sent;
-  const table = { requestsPerSend: total(counters.tableRequests) / Math.max(1, sent), refusalsPerSend: refusalsOf(counters.tableRefusals) / Math.max(1, sent) };
+  const storage = (c: typeof counters, sends: number) => ({ requestsPerSend: total(c.tableRequests) / Math.max(1, sends), refusalsPerSend: refusalsOf(c.tableRefusals) / Math.max(1, sends) });
+  const table = { oneMailbox: storage(oneCounters, one.sent), spread: storage(counters, spread.sent) };
   const exchangeNeedPerMinute = 30 * SPREAD_MAILBOXES;
   const aggregatePerMinute = spread.used.bound === 'throughput' ? spread.used.steadySendsPerMinute : Number.NaN;
 
@@ -579,23 +590,23 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
   const perConnection = connections.map((s) => ({ connectionId: s.connection.id, kind: s.kind, tokenCalls: counters.tokenCallsByTenant[s.tenant] ?? 0 }));
   const spreadTokenCalls = perConnection.reduce((sum, c) => sum + c.tokenCalls, 0);
   const maxPerConnection = Math.max(...perConnection.map((c) => c.tokenCalls));
-  const oneTokenCalls = counters.tokenCallsByTenant[directory.tenant.id] ?? 0;
+  const oneTokenCalls = oneCounters.tokenCallsByTenant[directory.tenant.id] ?? 0;
   const secretTotal = total(counters.secretReads);
   const per1000 = (n: number, sends: number) => (n * 1000) / Math.max(1, sends);
   results.governor = {
     method: {
       asked: '500 messages to one mailbox, and 5,000 over 50 mailboxes',
-      ran: `both at once: ${String(ONE_MAILBOX_MESSAGES)} from one mailbox, and ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (${String(SPREAD_MESSAGES / SPREAD_MAILBOXES)} each) of ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application connections, one tenant each`,
-      why: 'the busy mailbox spends most of its run waiting for its window; the spread, throughput-bound by design (100 messages per mailbox never reach an allowance of 300 a minute), fills that time, and the busy mailbox is measured on a busy instance',
+      ran: `one after the other: ${String(ONE_MAILBOX_MESSAGES)} from one mailbox, then ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (${String(SPREAD_MESSAGES / SPREAD_MAILBOXES)} each) of ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application connections, one tenant each`,
+      why: 'the spread is throughput-bound by design (100 messages per mailbox never reach an allowance of 300 a minute); on two cores it stops at its cap and says how many it sent',
     },
     capMs,
     submittedMs,
-    oneMailbox: one,
+    oneMailbox: { capMs: oneCapMs, ...one, ...oneCounters },
     spread: { ...spread, exchange: { needPerMinute: exchangeNeedPerMinute, aggregatePerMinute, share: aggregatePerMinute / exchangeNeedPerMinute } },
     table,
     tokens: {
       lifetimeSeconds: tokenLifetime,
-      oneMailbox: { tokenEndpointCalls: oneTokenCalls },
+      oneMailbox: { tokenEndpointCalls: oneTokenCalls, secretReads: oneCounters.secretReads },
       perConnection,
       maxPerConnection,
       targetHolds: maxPerConnection <= 1 && oneTokenCalls <= 1,
@@ -605,14 +616,17 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
     ...counters,
   };
   tables.push({
-    title: `2. Governor against the sandbox Graph's allowance of ${String(ALLOWANCE)} sends a minute per mailbox (connector: SEND_RATE_PER_MINUTE=${String(ALLOWANCE)}, ${String(CONCURRENT)} at once), through the API and the local host's send-mail queue; both runs at once`,
-    header: ['run', 'sent', 'first → last send', 'fraction of the allowance used (steady part)', 'busiest 60 s of a mailbox', '429s: sandbox rate / concurrency (seen)', 'governor requeues / in-worker waits', 'deferred / failed'],
-    rows: [governorRow(`one mailbox, ${String(ONE_MAILBOX_MESSAGES)} messages`, one, capMs), governorRow(`spread: ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes`, spread, capMs)],
+    title: `2. Governor against the sandbox Graph's allowance of ${String(ALLOWANCE)} sends a minute per mailbox (connector: SEND_RATE_PER_MINUTE=${String(ALLOWANCE)}, ${String(CONCURRENT)} at once), through the API and the local host's send-mail queue; one run after the other`,
+    header: ['run', 'sent', 'first → last send', 'fraction of the allowance used (steady part)', 'busiest 60 s of a mailbox', '429s: sandbox rate / concurrency (seen)', 'governor requeues / in-worker waits', 'deferred / failed', 'Table requests / 412s per send (submit included)'],
+    rows: [
+      [...governorRow(`one mailbox, ${String(ONE_MAILBOX_MESSAGES)} messages`, one, oneCapMs), `${table.oneMailbox.requestsPerSend.toFixed(1)} / ${table.oneMailbox.refusalsPerSend.toFixed(2)}`],
+      [...governorRow(`spread: ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes`, spread, capMs), `${table.spread.requestsPerSend.toFixed(1)} / ${table.spread.refusalsPerSend.toFixed(2)}`],
+    ],
   });
   tables.push({
-    title: `2b. Storage per send (both runs), and the spread's aggregate rate against Exchange Online's real limit, 30 a minute, over ${String(SPREAD_MAILBOXES)} mailboxes`,
-    header: ['Table requests / 412s per send', 'spread: measured aggregate (steady part)', `needed for ${String(SPREAD_MAILBOXES)} × 30/min`, 'share of that need this instance carried'],
-    rows: [[`${table.requestsPerSend.toFixed(1)} / ${table.refusalsPerSend.toFixed(2)}`, `${aggregatePerMinute.toFixed(0)}/min`, `${String(exchangeNeedPerMinute)}/min`, (aggregatePerMinute / exchangeNeedPerMinute).toFixed(2)]],
+    title: `2b. The spread's aggregate rate against Exchange Online's real limit, 30 a minute, over ${String(SPREAD_MAILBOXES)} mailboxes`,
+    header: ['measured aggregate (steady part)', `needed for ${String(SPREAD_MAILBOXES)} × 30/min`, 'share of that need this instance carried'],
+    rows: [[`${aggregatePerMinute.toFixed(0)}/min`, `${String(exchangeNeedPerMinute)}/min`, (aggregatePerMinute / exchangeNeedPerMinute).toFixed(2)]],
   });
 
   const calls = (kind: 'delegated' | 'application') => perConnection.filter((c) => c.kind === kind).reduce((sum, c) => sum + c.tokenCalls, 0);
@@ -628,18 +642,18 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
       ...(overhead?.sends !== undefined
         ? [['1. SMTP overhead (the token is fetched once, first)', String(overhead.sends), '1', String(overhead.tokenEndpointCalls ?? 0), String(overhead.tokenEndpointCalls ?? 0), '', reads(overhead.secretReads ?? {}), '', holds(overhead.tokenEndpointCalls ?? 0)]]
         : []),
-      ['2. one mailbox', String(one.sent), '1', String(oneTokenCalls), String(oneTokenCalls), '', '(with the spread)', per1000(oneTokenCalls, one.sent).toFixed(1), holds(oneTokenCalls)],
+      ['2. one mailbox', String(one.sent), '1', String(oneTokenCalls), String(oneTokenCalls), '', reads(oneCounters.secretReads), `${per1000(oneTokenCalls, one.sent).toFixed(1)} / ${per1000(total(oneCounters.secretReads), one.sent).toFixed(1)}`, holds(oneTokenCalls)],
       [
-        `3. spread, ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application (with the one mailbox for the counts by source and secret reads)`,
+        `3. spread, ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application`,
         String(spread.sent),
         String(SPREAD_CONNECTIONS),
         `${String(spreadTokenCalls)} (delegated ${String(calls('delegated'))}, application ${String(calls('application'))})`,
         String(maxPerConnection),
         `microsoft ${String(metricSource('microsoft'))}, cache ${String(metricSource('cache'))}, memory ${String(metricSource('memory'))}, failure ${String(metricSource('failure'))}`,
         `${reads(counters.secretReads)} (secretstore.reads metric ${String(sumOf(counters.metrics, 'secretstore.reads'))})`,
-        `${per1000(spreadTokenCalls, spread.sent).toFixed(1)} / ${per1000(secretTotal, sent).toFixed(1)}`,
+        `${per1000(spreadTokenCalls, spread.sent).toFixed(1)} / ${per1000(secretTotal, spread.sent).toFixed(1)}`,
         holds(maxPerConnection),
       ],
     ],
   });
-}, GOVERNOR_CAP_MS + 120_000);
+}, ONE_MAILBOX_CAP_MS + SPREAD_CAP_MS + 120_000);
