@@ -4,6 +4,7 @@ import { newId } from '../domain/ids.js';
 import type { TokenFailure } from '../domain/token-failure.js';
 import type { AppGate } from '../identity/access-tokens.js';
 import type { NewEvent } from '../events/record-event.js';
+import { updateAfterLastEvent } from '../events/update-after-last-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
 import { ConcurrencyError, UNCHANGED } from '../store/table-repository.js';
 import type { Logger } from '../telemetry/logger.js';
@@ -102,17 +103,19 @@ export class AppHealthService {
 
   /**
    * Rewrites the app's row, with an event when one is given, the way connections do: the event is
-   * saved in the row, recorded once written, and recorded again by the next change if that failed.
-   * True when the row changed.
+   * saved in the row and recorded once written; a change that would replace an event not recorded
+   * yet (its writer died in between) records it first (updateAfterLastEvent). True when the row
+   * changed.
    */
   async change(appId: string, event: { type: EventType; data: Record<string, unknown> } | undefined, mutate: (current: AppHealth) => AppHealth | typeof UNCHANGED): Promise<boolean> {
     const key = keys.appHealth(this.deps.clientIdOf(appId));
+    const recorded = new Set<string>();
     const before = await this.deps.appHealth.get(key);
-    if (before) await this.recordLast(before.value);
+    if (before) await this.recordLast(before.value, recorded);
     const now = this.deps.now();
     // Set by the mutator, whose last run is the one that counts.
     const outcome = { changed: false };
-    const updated = await this.deps.appHealth.update(key, (current) => {
+    const mutateRow = (current: AppHealth | undefined): AppHealth | typeof UNCHANGED => {
       outcome.changed = false;
       const next = mutate(current ?? { appId, updatedAt: now.toISOString() });
       if (next === UNCHANGED) return UNCHANGED;
@@ -120,14 +123,16 @@ export class AppHealthService {
       const written: AppHealth = { ...next, updatedAt: now.toISOString() };
       if (event) written.lastEvent = { id: newId('evt', now.getTime()), type: event.type, occurredAt: now.toISOString(), data: event.data };
       return written;
-    });
-    if (outcome.changed && event && updated) await this.recordLast(updated.value);
+    };
+    const updated = await updateAfterLastEvent(this.deps.appHealth, key, mutateRow, (row) => this.recordLast(row, recorded), recorded);
+    if (outcome.changed && event && updated) await this.recordLast(updated.value, recorded);
     return outcome.changed;
   }
 
-  private async recordLast(health: AppHealth): Promise<void> {
+  private async recordLast(health: AppHealth, recorded: Set<string>): Promise<void> {
     const last = health.lastEvent;
     if (!last) return;
     await this.deps.recordEvent({ id: last.id, type: last.type, occurredAt: last.occurredAt, customerId: VENDOR_EVENTS, data: last.data });
+    recorded.add(last.id);
   }
 }

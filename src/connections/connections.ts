@@ -13,7 +13,8 @@ import { newId } from '../domain/ids.js';
 import { mergeTags, type Tags } from '../domain/tags.js';
 import type { NewEvent } from '../events/record-event.js';
 import { keys, type Repositories } from '../store/repositories.js';
-import { ConcurrencyError, UNCHANGED, type Versioned } from '../store/table-repository.js';
+import { UNCHANGED } from '../store/table-repository.js';
+import { updateAfterLastEvent } from '../events/update-after-last-event.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
 /**
@@ -179,12 +180,8 @@ export async function updateConnectionTags(
 }
 
 /**
- * Rewrites a connection whose new version carries an event (withEvent). The write replaces the
- * row's last event, so the version it replaces must have its event recorded: a writer that died
- * between its row write and recording its event left it only there. The check runs on the very
- * version the conditional write replaces (inside update, again after every lost race): an event
- * this call has not recorded yet stops the write, is recorded, and the update starts over.
- * Recording is by event id, so an event already recorded is not recorded twice.
+ * Rewrites a connection whose new version carries an event (withEvent), after recording the event
+ * of every version it replaces (updateAfterLastEvent), and then records its own.
  */
 async function updateWithEvent(
   deps: ConnectionDeps,
@@ -197,37 +194,13 @@ async function updateWithEvent(
   if (!before) return undefined;
   const recorded = new Set<string>();
   await recordLastEvent(deps, before.value, recorded);
-  for (let round = 1; ; round++) {
-    let updated: Versioned<Connection> | undefined;
-    try {
-      updated = await deps.connections.update(key, (current) => {
-        if (current?.lastEvent && !recorded.has(current.lastEvent.id)) throw new UnrecordedEvent(current);
-        return mutate(current);
-      });
-    } catch (error) {
-      if (!(error instanceof UnrecordedEvent)) throw error;
-      // Each round records another writer's event; a row that keeps changing faster than that is a lost race.
-      if (round >= MAX_EVENT_ROUNDS) throw new ConcurrencyError(key);
-      await recordLastEvent(deps, error.connection, recorded);
-      continue;
-    }
-    const last = updated?.value.lastEvent;
-    if (updated && last && !recorded.has(last.id)) {
-      if (last.type === 'connection.state_changed') countTransition(deps, updated.value, last.data);
-      await recordLastEvent(deps, updated.value, recorded);
-    }
-    return updated?.value;
+  const updated = await updateAfterLastEvent(deps.connections, key, mutate, (row) => recordLastEvent(deps, row, recorded), recorded);
+  const last = updated?.value.lastEvent;
+  if (updated && last && !recorded.has(last.id)) {
+    if (last.type === 'connection.state_changed') countTransition(deps, updated.value, last.data);
+    await recordLastEvent(deps, updated.value, recorded);
   }
-}
-
-/** How many other writers' events one change records before it gives up with ConcurrencyError. */
-const MAX_EVENT_ROUNDS = 10;
-
-/** Raised inside the update when the row carries an event this call has not recorded yet. */
-class UnrecordedEvent extends Error {
-  constructor(readonly connection: Connection) {
-    super(`connection ${connection.id}: its last event ${connection.lastEvent?.id ?? ''} is to be recorded first`);
-  }
+  return updated?.value;
 }
 
 function countTransition(deps: ConnectionDeps, connection: Connection, change: Record<string, unknown>): void {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { signInWithPassword } from '../../src/connect/password-sign-in.js';
+import { AppHealthService } from '../../src/connection-health/app-health.js';
+import { VENDOR_EVENTS } from '../../src/domain/events.js';
 import { changeConnectionState, updateConnectionTags, type ConnectionDeps } from '../../src/connections/connections.js';
 import { InvalidTransitionError, type Connection, type ConnectionState } from '../../src/domain/connection.js';
 import type { StoredEvent } from '../../src/domain/events.js';
@@ -11,6 +13,7 @@ import { startConnectEnvironment, type ConnectEnvironment, type Directory } from
 import { PASSWORD, sendTestKit, type SendTestKit } from '../support/send-environment.js';
 import { Crash, overlay } from './crash-points.js';
 import { quiet } from './use-cases.js';
+import { RecordingMetrics } from '../../src/telemetry/metrics.js';
 
 /**
  * Concurrent writers on one row, through the repositories' update (read, change, write with the
@@ -262,5 +265,57 @@ describe('concurrent writers on one row', () => {
         { from: 'degraded', to: 'needs_admin' },
       ],
     });
+  });
+
+  // The same for the app's own row: app.recovered written by a writer that dies, and app.misconfigured by another
+  // that read the row before that write and updates it after.
+  it('a writer that dies between marking the app working and recording app.recovered, while another marks it misconfigured again: every event is recorded, once', async () => {
+    const appId = `conflict-app-${String(process.pid)}`;
+    const repository = env.services.repositories.appHealth;
+    const connections = env.services.api.connections;
+    const service = (appHealth: typeof repository) =>
+      new AppHealthService({ appHealth, recordEvent: (event) => connections.recordEvent(event), clientIdOf: (id) => `client-${id}`, logger: quiet, metrics: new RecordingMetrics(), now: () => new Date() });
+    const failure = { kind: 'app_config', state: 'app_misconfigured', code: 'AADSTS7000222', explanation: 'The client secret expired.', nextStep: 'Add a new secret.', remedy: 'vendor' } as const;
+    await service(repository).markMisconfigured(appId, failure);
+
+    let bRead: () => void = () => undefined;
+    const read = new Promise<void>((resolve) => (bRead = resolve));
+    let aWrote: () => void = () => undefined;
+    const written = new Promise<void>((resolve) => (aWrote = resolve));
+    let lostEventId: string | undefined;
+    // B reads the row (misconfigured) first; its update runs only after A's write.
+    const b = service(
+      overlay(repository, {
+        async get(key) {
+          const row = await repository.get(key);
+          bRead();
+          return row;
+        },
+        async update(key, mutate, options) {
+          await written;
+          return repository.update(key, mutate, options);
+        },
+      }),
+    ).markMisconfigured(appId, failure);
+    // A marks the app working after B's read, writes, and its process dies before the event is recorded.
+    const a = service(
+      overlay(repository, {
+        async update(key, mutate, options) {
+          await read;
+          const result = await repository.update(key, mutate, options);
+          lostEventId = result?.value.lastEvent?.id;
+          aWrote();
+          throw new Crash('appHealth.update');
+        },
+      }),
+    ).markWorking(appId);
+    await expect(a).rejects.toBeInstanceOf(Crash);
+    await b;
+
+    const events = (await env.services.repositories.events.all(VENDOR_EVENTS)).filter((event) => event.data.appId === appId);
+    expect(lostEventId).toBeDefined();
+    expect(events.map((event) => event.type)).toEqual(['app.misconfigured', 'app.recovered', 'app.misconfigured']);
+    expect(events[1]?.id).toBe(lostEventId);
+    expect((await service(repository).get(appId))?.misconfigured).toBeDefined();
   });
 });
