@@ -11,6 +11,9 @@ export interface PayloadRef {
   bytes: number;
 }
 
+/** How often a download resumes after its connection broke before it fails. */
+const DOWNLOAD_RESUMES = 3;
+
 export class PayloadStore {
   private readonly container: ContainerClient;
   private ensured: Promise<unknown> | undefined;
@@ -36,9 +39,25 @@ export class PayloadStore {
     return { container: this.containerName, name, bytes: data.byteLength };
   }
 
+  /**
+   * The payload's bytes in one GET (the SDK's downloadToBuffer first asks for the size: a second
+   * billed request on every send). A dropped connection resumes where it broke; a body shorter
+   * than the blob is refused rather than returned cut short.
+   */
   async get(ref: PayloadRef): Promise<Buffer> {
     this.assertOwn(ref);
-    return this.container.getBlockBlobClient(ref.name).downloadToBuffer();
+    const response = await this.container.getBlockBlobClient(ref.name).download(0, undefined, { maxRetryRequests: DOWNLOAD_RESUMES });
+    const size = response.contentLength ?? 0;
+    const data = Buffer.allocUnsafe(size);
+    let filled = 0;
+    for await (const chunk of response.readableStreamBody ?? []) {
+      const bytes = chunk as Buffer;
+      if (filled + bytes.byteLength > size) throw new RangeError(`Payload ${ref.name} is longer than the ${String(size)} bytes Blob storage announced`);
+      bytes.copy(data, filled);
+      filled += bytes.byteLength;
+    }
+    if (filled !== size) throw new RangeError(`Payload ${ref.name} ended after ${String(filled)} of ${String(size)} bytes`);
+    return data;
   }
 
   /** Size and type of a named payload, or undefined when there is none. */
