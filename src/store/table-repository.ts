@@ -69,9 +69,16 @@ export class AlreadyExistsError extends Error {
 /** Returned by an update's mutator to leave the entity as it is. */
 export const UNCHANGED: unique symbol = Symbol('unchanged');
 
-export interface UpdateOptions {
+export interface UpdateOptions<T = unknown> {
   /** How many read-modify-write rounds to try before giving up with ConcurrencyError. */
   maxAttempts?: number;
+  /**
+   * The version the caller saw last (its own last write, typically): the update starts from it
+   * without reading. When another writer changed the entity since, the ETag refuses the write and
+   * the update reads and goes on as usual. `mutate` answering UNCHANGED from it is checked on a
+   * fresh read: doing nothing must not be decided on an old version.
+   */
+  known?: Versioned<T>;
 }
 
 const MAX_KEY_LENGTH = 1024;
@@ -163,17 +170,31 @@ export class TableRepository<T> {
   async update(
     key: EntityKey,
     mutate: (current: T | undefined) => T | typeof UNCHANGED,
-    options: UpdateOptions = {},
+    options: UpdateOptions<T> = {},
   ): Promise<Versioned<T> | undefined> {
     const maxAttempts = options.maxAttempts ?? 10;
+    let known = options.known;
+    if (known && (known.key.partitionKey !== key.partitionKey || known.key.rowKey !== key.rowKey)) {
+      throw new RangeError(`The known version is of ${describeKey(known.key)}, not of ${describeKey(key)}.`);
+    }
     for (let attempt = 1; ; attempt++) {
-      const current = await this.get(key);
+      const fromKnown = known !== undefined;
+      const current = known ?? (await this.get(key));
+      known = undefined;
       const next = mutate(current?.value);
-      if (next === UNCHANGED) return current;
+      if (next === UNCHANGED) {
+        if (!fromKnown) return current;
+        attempt--;
+        continue;
+      }
       try {
         return current ? await this.replace(key, next, current.etag) : await this.create(key, next);
       } catch (error) {
         const lostRace = error instanceof ConcurrencyError || error instanceof AlreadyExistsError;
+        if (lostRace && fromKnown) {
+          attempt--;
+          continue;
+        }
         if (!lostRace || attempt >= maxAttempts) {
           throw lostRace ? new ConcurrencyError(key) : error;
         }

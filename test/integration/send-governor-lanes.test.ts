@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_GOVERNOR_LIMITS, RATE_WINDOW_MS, type GovernorState } from '../../src/domain/send-governor.js';
 import { SendGovernor } from '../../src/sending/send-governor.js';
 import { provisionStorage } from '../../src/store/provision-storage.js';
@@ -95,6 +95,29 @@ describe('the send governor on Table Storage', () => {
     expect(await fifth).toEqual({ granted: true });
     const stored = (await repositories.sendGovernor.get(keys.sendGovernor(mailbox)))?.value;
     expect(stored?.slots.map((slot) => slot.id).sort()).toEqual(['slot0', 'slot1', 'slot3', 'slot4']);
+  });
+
+  it("an instance reads a mailbox's row once and then writes from its own last version, until another instance writes", async () => {
+    const mailbox = `${uniqueName('lane')}@contoso.example`;
+    const mine = createRepositories(storage).sendGovernor;
+    const reads = vi.spyOn(mine, 'get');
+    const limits = { ...DEFAULT_GOVERNOR_LIMITS, perMinute: 300 };
+    const governor = new SendGovernor({ state: mine, limits, now: () => new Date() });
+    const other = new SendGovernor({ state: repositories.sendGovernor, limits, now: () => new Date() });
+
+    for (let i = 0; i < 10; i++) {
+      expect(await governor.book(mailbox, `m${String(i)}`, { id: `slot${String(i)}`, holdMs: 60_000 })).toMatchObject({ booked: true, slotTaken: true });
+      await governor.release(mailbox, `slot${String(i)}`);
+    }
+    expect(reads, 'only the first change reads the row').toHaveBeenCalledTimes(1);
+
+    // Another instance books and holds a slot: this instance's version is stale, its ETag refused.
+    await other.book(mailbox, 'theirs', { id: 'their-slot', holdMs: 60_000 });
+    expect(await governor.book(mailbox, 'm10', { id: 'slot10', holdMs: 60_000 })).toMatchObject({ slotTaken: true });
+    expect(reads).toHaveBeenCalledTimes(2);
+    const stored = (await repositories.sendGovernor.get(keys.sendGovernor(mailbox)))?.value;
+    expect(stored?.sends.map((send) => send.id)).toEqual([...Array.from({ length: 10 }, (_, i) => `m${String(i)}`), 'theirs', 'm10']);
+    expect(stored?.slots.map((slot) => slot.id).sort()).toEqual(['slot10', 'their-slot']);
   });
 
   it('two instances, 12 workers each, on one mailbox: never more than 4 slots held, every worker served', async () => {

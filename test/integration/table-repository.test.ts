@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AlreadyExistsError,
   ConcurrencyError,
@@ -74,6 +74,43 @@ describe('TableRepository on Azurite', () => {
     expect(created?.value.count).toBe(5);
     expect(await repo.delete(key, created?.etag)).toBe(true);
     expect(await repo.delete(key)).toBe(false);
+  });
+
+  it('an update from a known version writes without reading; a stale one is refused by its ETag and the update redone on the row as it is', async () => {
+    const key = { partitionKey: 'p4', rowKey: 'known' };
+    const reads = vi.spyOn(repo, 'get');
+    const increment = (name: string) => (current: Counter | undefined) => ({ count: (current?.count ?? 0) + 1, writers: `${current?.writers ?? ''}${name}` });
+    try {
+      const first = await repo.update(key, increment('a'));
+      expect(reads).toHaveBeenCalledTimes(1);
+      const second = await repo.update(key, increment('a'), { known: first });
+      expect(reads).toHaveBeenCalledTimes(1);
+      expect(second?.value).toEqual({ count: 2, writers: 'aa' });
+
+      // Another writer changes the row: the known version is stale now.
+      if (!second) throw new Error('no version');
+      await repo.replace(key, { count: 10, writers: 'aab' }, second.etag);
+      const third = await repo.update(key, increment('a'), { known: second });
+      expect(reads).toHaveBeenCalledTimes(2);
+      expect(third?.value).toEqual({ count: 11, writers: 'aaba' });
+      expect((await repo.get(key))?.value).toEqual({ count: 11, writers: 'aaba' });
+
+      // Gone since: the update creates it again.
+      await repo.delete(key);
+      expect((await repo.update(key, increment('c'), { known: third }))?.value).toEqual({ count: 1, writers: 'c' });
+    } finally {
+      reads.mockRestore();
+    }
+  });
+
+  it('doing nothing is not decided on a known version: UNCHANGED from it is checked on a fresh read', async () => {
+    const key = { partitionKey: 'p4', rowKey: 'unchanged' };
+    const actual = await repo.create(key, { count: 3, writers: '' });
+    const oldView = { key, value: { count: 10, writers: 'old view' }, etag: actual.etag.replace(/"$/, '-stale"') };
+    const upToTen = (current: Counter | undefined) => ((current?.count ?? 0) >= 10 ? UNCHANGED : { count: (current?.count ?? 0) + 1, writers: 'fresh' });
+    expect((await repo.update(key, upToTen, { known: oldView }))?.value).toEqual({ count: 4, writers: 'fresh' });
+    expect((await repo.get(key))?.value).toEqual({ count: 4, writers: 'fresh' });
+    await expect(repo.update({ ...key, rowKey: 'other' }, upToTen, { known: oldView })).rejects.toThrow(RangeError);
   });
 
   it('pages through a partition by row-key prefix and range', async () => {
