@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, inject, it } from 'vitest';
+import type { RunningAzurite } from '../local/azurite.js';
+import { ownAzurite } from './own-azurite.js';
 import type { Connection } from '../src/domain/connection.js';
 import { newId } from '../src/domain/ids.js';
 import { INBOX, type Mailbox } from '../src/domain/mailbox.js';
@@ -83,6 +85,8 @@ const loggedOut = new Map<string, number>();
 const results: Record<string, unknown> = {};
 const tables: { title: string; header: string[]; rows: string[][] }[] = [];
 
+let azuriteInstance: RunningAzurite | undefined;
+
 beforeAll(async () => {
   if (!mailServer) {
     warnLoudly('the mail server cannot run on this machine: the poll cycle benchmark is skipped');
@@ -92,7 +96,8 @@ beforeAll(async () => {
   concurrency = (await readHostSettings(fileURLToPath(new URL('..', import.meta.url)))).queues.batchSize;
   stackDir = dirname(dirname(mailServer.dovecotLogPath));
   dovecotPid = Number((await readFile(join(stackDir, 'run', 'dovecot.pid'), 'utf8')).trim());
-  const storageConnectionString = inject('storageConnectionString');
+  azuriteInstance = await ownAzurite();
+  const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({ storageConnectionString, env: { ALLOW_PRIVATE_NETWORK_URLS: 'true', ...mailHostSettings() }, signingKey: mailServer.sandboxSigningKey });
   tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);
   tableRequests = new RequestCounter(tableHostPort(storageConnectionString));
@@ -109,6 +114,7 @@ afterAll(async () => {
   await writeResults('poll', results);
   tableRequests.close();
   await env.stop();
+  await azuriteInstance?.stop();
   tls.setDefaultCACertificates(defaultCas);
 });
 

@@ -55,6 +55,75 @@ export abstract class HttpChannelCounter {
   }
 }
 
+/**
+ * Counts this process's HTTP requests to the given hosts (host:port) that failed on the network,
+ * by host and error code ("127.0.0.1:10001 ECONNRESET"), through `http.client.request.error`. The
+ * Azure SDKs retry such a request, the Queue and Blob ones after 0, 4 and 12 s: a count here beside
+ * a slow look says where its time went.
+ */
+export class NetworkErrorCounter extends HttpChannelCounter {
+  constructor(private readonly hostPorts: ReadonlySet<string>) {
+    super('http.client.request.error');
+  }
+
+  protected keyOf(message: unknown): string | undefined {
+    const { request, error } = message as { request?: ClientRequest; error?: { code?: string } };
+    const host = String(request?.getHeader('host') ?? '');
+    return this.hostPorts.has(host) ? `${host} ${error?.code ?? 'error'}` : undefined;
+  }
+}
+
+/**
+ * The slowest HTTP requests this process sent to the given hosts, from `http.client.request.start`
+ * to `http.client.response.finish` (or `http.client.request.error`): where a stall's time went,
+ * when the stall was in storage.
+ */
+export class SlowestRequests {
+  private readonly started = new WeakMap<ClientRequest, number>();
+  private readonly slowest: { ms: number; at: number; request: string; outcome: string }[] = [];
+  private readonly onStart = (message: unknown) => {
+    const { request } = message as { request: ClientRequest };
+    if (this.hostPorts.has(String(request.getHeader('host') ?? ''))) this.started.set(request, performance.now());
+  };
+  private readonly onFinish = (message: unknown) => {
+    const { request, response, error } = message as { request: ClientRequest; response?: { statusCode?: number }; error?: { code?: string } };
+    const begun = this.started.get(request);
+    if (begun === undefined) return;
+    this.started.delete(request);
+    const ms = performance.now() - begun;
+    if (this.slowest.length >= this.keep && ms <= (this.slowest.at(-1)?.ms ?? 0)) return;
+    const path = request.path.split('?')[0] ?? '';
+    this.slowest.push({ ms, at: Date.now() - ms, request: `${request.method} ${request.getHeader('host') as string}${path}`, outcome: error ? (error.code ?? 'error') : String(response?.statusCode ?? '?') });
+    this.slowest.sort((a, b) => b.ms - a.ms);
+    this.slowest.length = Math.min(this.slowest.length, this.keep);
+  };
+
+  constructor(
+    private readonly hostPorts: ReadonlySet<string>,
+    private readonly keep = 5,
+  ) {
+    subscribe('http.client.request.start', this.onStart);
+    subscribe('http.client.response.finish', this.onFinish);
+    subscribe('http.client.request.error', this.onFinish);
+  }
+
+  /** The slowest so far, slowest first, and forgets them. */
+  take(): { ms: number; at: number; request: string; outcome: string }[] {
+    return this.slowest.splice(0);
+  }
+
+  close(): void {
+    unsubscribe('http.client.request.start', this.onStart);
+    unsubscribe('http.client.response.finish', this.onFinish);
+    unsubscribe('http.client.request.error', this.onFinish);
+  }
+}
+
+/** host:port of every service (Blob, Queue, Table) a storage connection string names. */
+export function storageHostPorts(connectionString: string): Set<string> {
+  return new Set([...connectionString.matchAll(/(?:Blob|Queue|Table)Endpoint=([^;]+)/g)].map(([, endpoint]) => new URL(endpoint ?? '').host));
+}
+
 /** The table a request to the Table service names: /<account>/<table>(…)?… */
 export function tableOf(request: ClientRequest): string {
   return /^\/[^/]+\/([A-Za-z0-9]+)/.exec(request.path)?.[1] ?? '?';

@@ -2,9 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, inject, it } from 'vitest';
+import type { RunningAzurite } from '../local/azurite.js';
+import { ownAzurite } from './own-azurite.js';
 import type { Services } from '../src/composition.js';
 import type { Connection } from '../src/domain/connection.js';
 import type { Mailbox } from '../src/domain/mailbox.js';
@@ -20,7 +23,7 @@ import { sendTestKit, type SendTestKit } from '../test/support/send-environment.
 import { commandsBetween, imapCommandCountsOf, mailbox as freshAddress, mailHostSettings } from '../test/support/test-mail-server.js';
 import { waitFor } from '../test/support/wait.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../test/support/webhook-receiver.js';
-import { RequestCounter, mean, median, ms, percentile, printTable, processTreeCpuMs, tableHostPort, writeResults } from './receive-measures.js';
+import { NetworkErrorCounter, RequestCounter, SlowestRequests, mean, median, ms, percentile, printTable, processTreeCpuMs, storageHostPorts, tableHostPort, writeResults } from './receive-measures.js';
 
 /**
  * Receiving mail, measured end to end on this machine: the real function app in the local host on
@@ -74,7 +77,7 @@ const IMAP_CUSTOMER = 'bench-imap';
 const POP3_CUSTOMER = 'bench-pop3';
 
 /** Measured messages per path, and unmeasured ones first (tokens, TLS sessions, JIT). */
-const MESSAGES = 10;
+const MESSAGES = 8;
 const WARM_UP_MESSAGES = 1;
 /** The modelled poll timer. */
 const TICK_MS = 2_000;
@@ -97,6 +100,8 @@ let kit: SendTestKit;
 let directory: Directory;
 let receiver: WebhookReceiver;
 let tableRequests: RequestCounter;
+let storageErrors: NetworkErrorCounter;
+let slowStorage: SlowestRequests;
 let defaultCas: string[];
 /** host.json maxPollingInterval, and the quiet after which an idle listener has backed off to it. */
 let listener: { maxPollingIntervalMs: number; quietMs: number };
@@ -104,11 +109,14 @@ const marks = { published: [] as { queue: string; at: number; payload: unknown }
 const results: Record<string, unknown> = {};
 const tables: { title: string; header: string[]; rows: string[][] }[] = [];
 
+let azuriteInstance: RunningAzurite | undefined;
+
 beforeAll(async () => {
   if (!mailServer) warnLoudly('the mail server cannot run on this machine: the IMAP and POP3 cost figures are skipped; latency is measured');
   defaultCas = tls.getCACertificates('default');
   listener = idleListener((await readHostSettings(fileURLToPath(new URL('..', import.meta.url)))).queues.maxPollingIntervalMs);
-  const storageConnectionString = inject('storageConnectionString');
+  azuriteInstance = await ownAzurite();
+  const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({
     storageConnectionString,
     env: { ALLOW_PRIVATE_NETWORK_URLS: 'true', ...(mailServer && mailHostSettings()) },
@@ -122,6 +130,8 @@ beforeAll(async () => {
   await env.services.repositories.webhookEndpoints.create(keys.webhookEndpoint(endpoint.id), endpoint);
   noteTimestamps(env.services);
   tableRequests = new RequestCounter(tableHostPort(storageConnectionString));
+  storageErrors = new NetworkErrorCounter(storageHostPorts(storageConnectionString));
+  slowStorage = new SlowestRequests(storageHostPorts(storageConnectionString));
   kit = await sendTestKit(env);
   directory = await env.createDirectory('Contoso Bench', mailServer?.tenants[0]);
   await env.sandbox.control.grantConsent(directory.tenant.id, { clientId: env.clientId });
@@ -131,8 +141,11 @@ afterAll(async () => {
   for (const table of tables) printTable(table.title, table.header, table.rows);
   await writeResults('receive', results);
   tableRequests.close();
+  storageErrors.close();
+  slowStorage.close();
   await receiver.close();
   await env.stop();
+  await azuriteInstance?.stop();
   tls.setDefaultCACertificates(defaultCas);
 });
 
@@ -243,6 +256,10 @@ it('inbound latency: Graph change notifications against delta polling on a model
   const samples: Sample[] = [];
   let quietSince = Date.now();
   const started = Date.now();
+  const storageErrorsBefore = storageErrors.snapshot();
+  slowStorage.take();
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
   try {
     for (let i = 0; i < WARM_UP_MESSAGES + MESSAGES; i++) {
       for (const path of ['notifications', 'polling'] as const) {
@@ -265,7 +282,12 @@ it('inbound latency: Graph change notifications against delta polling on a model
     await ticker.stop();
   }
   if (ticker.failures.length > 0) throw new Error(`modelled timer looks failed: ${JSON.stringify(ticker.failures.slice(0, 3))}`);
-  reportLatency(samples, Date.now() - started, ticker.durations);
+  const after = storageErrors.snapshot();
+  const failedOnTheNetwork: Record<string, number> = {};
+  for (const [key, n] of Object.entries(after)) if (n > (storageErrorsBefore[key] ?? 0)) failedOnTheNetwork[key] = n - (storageErrorsBefore[key] ?? 0);
+  loopDelay.disable();
+  const stalls = { slowestStorageRequests: slowStorage.take().map((r) => ({ ...r, atSecond: (r.at - started) / 1000 })), eventLoopDelayMaxMs: loopDelay.max / 1e6 };
+  reportLatency(samples, Date.now() - started, ticker.durations, failedOnTheNetwork, stalls);
 });
 
 async function graphMailbox(name: string): Promise<{ connection: Connection; mailbox: Mailbox; address: string }> {
@@ -294,7 +316,13 @@ async function injectAndFollow(path: Path, address: string, looks: readonly numb
   return sample;
 }
 
-function reportLatency(samples: Sample[], elapsedMs: number, lookDurations: number[]): void {
+function reportLatency(
+  samples: Sample[],
+  elapsedMs: number,
+  lookDurations: number[],
+  storageNetworkErrors: Record<string, number>,
+  stalls: { slowestStorageRequests: { ms: number; atSecond: number; request: string; outcome: string }[]; eventLoopDelayMaxMs: number },
+): void {
   const of = (path: Path) => samples.filter((sample) => sample.path === path);
   const total = (sample: Sample) => sample.deliveredAt - sample.injectedAt;
   const segment = (list: Sample[], from: (s: Sample) => number | undefined, to: (s: Sample) => number | undefined) =>
@@ -338,6 +366,8 @@ function reportLatency(samples: Sample[], elapsedMs: number, lookDurations: numb
     polling: { injectToWebhookMs: pollingTotal, lookToWebhookMs: lookToWebhook, segmentsMs: segments.polling },
     ratioNotificationsToPollingP50: notificationTotal.p50 / pollingTotal.p50,
     modelledTimerLooksMs: { count: lookDurations.length, ...summary(lookDurations) },
+    storageNetworkErrors,
+    stalls,
     realTimer: {
       intervalMs: REAL_INTERVAL_MS,
       expectedMeanInjectToWebhookMs: expectedReal,
@@ -355,6 +385,15 @@ function reportLatency(samples: Sample[], elapsedMs: number, lookDurations: numb
       row(`polling, look every ${String(TICK_MS / 1000)} s`, pollingTotal),
       ...Object.entries(segments.polling).map(([name, s]) => row(`  ${name}`, s)),
       row(`every look of the modelled timer (${String(lookDurations.length)}, most find nothing)`, summary(lookDurations)),
+      [
+        'requests to Azurite that failed on the network (retried by the SDK)',
+        Object.keys(storageNetworkErrors).length === 0 ? 'none' : Object.entries(storageNetworkErrors).map(([key, n]) => `${key}: ${String(n)}`).join(', '),
+        '',
+        '',
+        '',
+      ],
+      ['slowest request to Azurite (at second)', ...stalls.slowestStorageRequests.slice(0, 1).map((r) => `${ms(r.ms)}: ${r.request} → ${r.outcome} (at ${r.atSecond.toFixed(0)} s)`), '', '', ''].slice(0, 5),
+      ['longest event-loop delay of this process', ms(stalls.eventLoopDelayMaxMs), '', '', ''],
       ['notifications / polling (p50)', `${(notificationTotal.p50 / pollingTotal.p50).toFixed(2)}×`, '', '', ''],
       [`polling, real ${String(REAL_INTERVAL_MS / 1000)} s timer (expected)`, '', '', ms(expectedReal), ''],
       ['notifications / real timer (mean)', '', '', `${(notificationTotal.mean / expectedReal).toFixed(3)}×`, ''],

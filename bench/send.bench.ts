@@ -7,6 +7,8 @@ import tls from 'node:tls';
 import type { InvocationContext } from '@azure/functions';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, inject, it } from 'vitest';
+import type { RunningAzurite } from '../local/azurite.js';
+import { ownAzurite } from './own-azurite.js';
 import type { Connection } from '../src/domain/connection.js';
 import { messageRequestSchema } from '../src/domain/outbound-message.js';
 import { DEFAULT_GOVERNOR_LIMITS, RATE_WINDOW_MS } from '../src/domain/send-governor.js';
@@ -89,11 +91,19 @@ import {
  *      minutes apart never reach a mailbox's allowance of 300: this part is throughput-bound, and
  *      its aggregate rate is also set against what Exchange's real 30 a minute over 50 mailboxes
  *      would need (1,500 a minute).
+ *      Its callers keep at most SPREAD_BACKLOG messages submitted and not yet sent (a closed loop:
+ *      the instance's sustained rate, not a burst). A burst of 5,000 measures the emulator instead:
+ *      Azurite keeps queue messages, blobs and their extents in LokiJS collections and rebuilds a
+ *      collection's indexes on every removal, so each queue message or blob deleted costs in
+ *      proportion to how many are stored, and its queue garbage collection (every 60 s) removes
+ *      each consumed message's extent the same way. Profiled, that was 37 of Azurite's 95 busy
+ *      seconds while 5,000 were queued at once, and Azurite was the bottleneck; Azure Storage has
+ *      no such cost.
  *    One runs after the other, each to its cap (ONE_MAILBOX_CAP_MS, SPREAD_CAP_MS; a run stops
  *    there and says how many it sent): run at once, the spread's backlog in the one send-mail
  *    queue holds the busy mailbox's requeued messages back, which measures the queue, not the
  *    governor. On two cores the spread, which also pays for submitting 5,000 messages through the
- *    API, sends a part of its 5,000 within the file's budget; the fraction it reports is its rate.
+ *    API, takes about 2.5 minutes; a loaded machine may stop it at its cap, and it says so.
  * 3. Token economics over the spread (10 connections: 5 delegated, signed in with a password, and
  *    5 application, each in a tenant of its own): token-endpoint calls as they leave this process
  *    (by tenant, so by connection), token.requests as the connector counts them (by source), and
@@ -126,15 +136,17 @@ const SPREAD_APPLICATION = 5;
 const SPREAD_CONNECTIONS = SPREAD_DELEGATED + SPREAD_APPLICATION;
 const SPREAD_MAILBOXES = 50;
 const SPREAD_MESSAGES = 5_000;
+/** The spread's callers keep at most this many messages submitted and not yet sent (a closed loop: see the notes above). */
+const SPREAD_BACKLOG = 240;
 /** Submissions at once (the API's callers). */
 const SUBMITTERS = 8;
 /** The whole file's budget, from loading it to the report (the bench suite must stay under 10 minutes). */
-const BUDGET_MS = 280_000;
+const BUDGET_MS = 310_000;
 /** Each governor run's cap, from its first submission: on a loaded machine a run stops there and says how much it sent. */
 const ONE_MAILBOX_CAP_MS = 85_000;
-const SPREAD_CAP_MS = 100_000;
+const SPREAD_CAP_MS = 200_000;
 /** Left for the spread when the one-mailbox run is cut short. */
-const SPREAD_RESERVE_MS = 60_000;
+const SPREAD_RESERVE_MS = 120_000;
 /** Left for the report and shutting down. */
 const CLOSING_RESERVE_MS = 8_000;
 
@@ -159,10 +171,13 @@ const tables: { title: string; header: string[]; rows: string[][] }[] = [];
 const started = Date.now();
 const loadAtStart = loadavg();
 
+let azuriteInstance: RunningAzurite | undefined;
+
 beforeAll(async () => {
   if (!mailServer) warnLoudly('the mail server cannot run on this machine: the SMTP send overhead (part 1) is skipped; the Graph parts run');
   defaultCas = tls.getCACertificates('default');
-  const storageConnectionString = inject('storageConnectionString');
+  azuriteInstance = await ownAzurite();
+  const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({
     storageConnectionString,
     env: { ALLOW_ROPC: 'true', SEND_RATE_PER_MINUTE: String(ALLOWANCE), SEND_CONCURRENCY: String(CONCURRENT), ...(mailServer && mailHostSettings()) },
@@ -212,6 +227,7 @@ afterAll(async () => {
   blobRequests.close();
   tableRefusals.close();
   await env.stop();
+  await azuriteInstance?.stop();
   tls.setDefaultCACertificates(defaultCas);
 });
 
@@ -428,10 +444,19 @@ function countBy(values: readonly string[]): Record<string, number> {
  * Submits through the API's use-case (row, content, send-mail queue message), SUBMITTERS at once,
  * starting none after `until` (on a loaded machine submitting is slow too); the ids submitted.
  */
-async function submitAll(count: number, until: number, request: (n: number) => { connection: Connection; from: string; to: string }): Promise<string[]> {
+async function submitAll(
+  count: number,
+  until: number,
+  request: (n: number) => { connection: Connection; from: string; to: string },
+  backlog = Number.POSITIVE_INFINITY,
+): Promise<string[]> {
   const ids: string[] = Array.from({ length: count }, () => '');
+  const settledBefore = settled.size;
+  let submitted = 0;
   await pool(count, SUBMITTERS, async (n) => {
+    while (submitted - (settled.size - settledBefore) >= backlog && Date.now() < until) await sleep(10);
     if (Date.now() >= until) return;
+    submitted++;
     const { connection, from, to } = request(n);
     const parsed = messageRequestSchema.parse({ from, to: [to], subject: `Governor ${String(n)}`, text: BODY });
     ids[n] = (await env.services.api.sending.submit(connection, parsed, undefined)).message.id;
@@ -572,7 +597,7 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
     const spreadSender = senders[n % SPREAD_MAILBOXES];
     if (!spreadSender) throw new Error('no sender');
     return { connection: spreadSender.connection, from: spreadSender.address, to };
-  });
+  }, SPREAD_BACKLOG);
   const submittedMs = Date.now() - begun;
   const spreadLeft = await settledBy(spreadIds, begun + capMs);
   if (spreadLeft > 0) await dropTheRest();
@@ -597,7 +622,8 @@ it(`governor and token economics: ${String(ONE_MAILBOX_MESSAGES)} messages from 
     method: {
       asked: '500 messages to one mailbox, and 5,000 over 50 mailboxes',
       ran: `one after the other: ${String(ONE_MAILBOX_MESSAGES)} from one mailbox, then ${String(SPREAD_MESSAGES)} over ${String(SPREAD_MAILBOXES)} mailboxes (${String(SPREAD_MESSAGES / SPREAD_MAILBOXES)} each) of ${String(SPREAD_DELEGATED)} delegated + ${String(SPREAD_APPLICATION)} application connections, one tenant each`,
-      why: 'the spread is throughput-bound by design (100 messages per mailbox never reach an allowance of 300 a minute); on two cores it stops at its cap and says how many it sent',
+      why: 'the spread is throughput-bound by design (100 messages per mailbox never reach an allowance of 300 a minute); its callers keep at most SPREAD_BACKLOG unsent (a closed loop), since a burst on Azurite measures its LokiJS index rebuilds',
+      backlog: SPREAD_BACKLOG,
     },
     capMs,
     submittedMs,
