@@ -7,8 +7,7 @@ import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, inject, it } from 'vitest';
-import type { RunningAzurite } from '../local/azurite.js';
-import { ownAzurite } from './own-azurite.js';
+import { startAzuriteOnFreePorts, type RunningAzurite } from '../local/azurite.js';
 import type { Connection } from '../src/domain/connection.js';
 import { newId } from '../src/domain/ids.js';
 import { INBOX, type Mailbox } from '../src/domain/mailbox.js';
@@ -96,7 +95,7 @@ beforeAll(async () => {
   concurrency = (await readHostSettings(fileURLToPath(new URL('..', import.meta.url)))).queues.batchSize;
   stackDir = dirname(dirname(mailServer.dovecotLogPath));
   dovecotPid = Number((await readFile(join(stackDir, 'run', 'dovecot.pid'), 'utf8')).trim());
-  azuriteInstance = await ownAzurite();
+  azuriteInstance = await startAzuriteOnFreePorts();
   const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({ storageConnectionString, env: { ALLOW_PRIVATE_NETWORK_URLS: 'true', ...mailHostSettings() }, signingKey: mailServer.sandboxSigningKey });
   tls.setDefaultCACertificates([...tls.getCACertificates('default'), mailServer.caPem]);

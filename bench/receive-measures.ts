@@ -121,7 +121,7 @@ export class SlowestRequests {
 
 /** host:port of every service (Blob, Queue, Table) a storage connection string names. */
 export function storageHostPorts(connectionString: string): Set<string> {
-  return new Set([...connectionString.matchAll(/(?:Blob|Queue|Table)Endpoint=([^;]+)/g)].map(([, endpoint]) => new URL(endpoint ?? '').host));
+  return new Set((['Blob', 'Queue', 'Table'] as const).map((service) => storageHostPort(connectionString, service)));
 }
 
 /** The table a request to the Table service names: /<account>/<table>(…)?… */
@@ -146,12 +146,17 @@ export class RequestCounter extends HttpChannelCounter {
   }
 }
 
-/** host:port of the Table service in a storage connection string. */
-export function tableHostPort(connectionString: string): string {
-  const endpoint = /TableEndpoint=([^;]+)/.exec(connectionString)?.[1];
-  if (!endpoint) throw new Error('the storage connection string names no TableEndpoint');
+/** host:port of one service (Blob, Queue or Table) in a storage connection string. */
+export function storageHostPort(connectionString: string, service: 'Blob' | 'Queue' | 'Table'): string {
+  const endpoint = new RegExp(`${service}Endpoint=([^;]+)`).exec(connectionString)?.[1];
+  if (!endpoint) throw new Error(`the storage connection string names no ${service}Endpoint`);
   const url = new URL(endpoint);
   return `${url.hostname}:${url.port}`;
+}
+
+/** host:port of the Table service in a storage connection string. */
+export function tableHostPort(connectionString: string): string {
+  return storageHostPort(connectionString, 'Table');
 }
 
 const CLOCK_TICKS_PER_SECOND = 100;

@@ -6,8 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { ImapFlow } from 'imapflow';
 import { afterAll, beforeAll, inject, it } from 'vitest';
-import type { RunningAzurite } from '../local/azurite.js';
-import { ownAzurite } from './own-azurite.js';
+import { startAzuriteOnFreePorts, type RunningAzurite } from '../local/azurite.js';
 import type { Services } from '../src/composition.js';
 import type { Connection } from '../src/domain/connection.js';
 import type { Mailbox } from '../src/domain/mailbox.js';
@@ -115,7 +114,7 @@ beforeAll(async () => {
   if (!mailServer) warnLoudly('the mail server cannot run on this machine: the IMAP and POP3 cost figures are skipped; latency is measured');
   defaultCas = tls.getCACertificates('default');
   listener = idleListener((await readHostSettings(fileURLToPath(new URL('..', import.meta.url)))).queues.maxPollingIntervalMs);
-  azuriteInstance = await ownAzurite();
+  azuriteInstance = await startAzuriteOnFreePorts();
   const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({
     storageConnectionString,

@@ -1,7 +1,5 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { readdir, readFile } from 'node:fs/promises';
 import type { ClientRequest, IncomingMessage } from 'node:http';
-import { join } from 'node:path';
 import type { SecretStore } from '../src/secrets/secret-store.js';
 import type { MetricDimensions, Metrics } from '../src/telemetry/metrics.js';
 import { HttpChannelCounter, median, percentile, tableOf } from './receive-measures.js';
@@ -122,17 +120,6 @@ export function sumOf(tally: Tally, name: string, ...dimensions: string[]): numb
   return Object.entries(tally)
     .filter(([key]) => key.split(' ')[0] === name && dimensions.every((d) => key.split(' ').includes(d)))
     .reduce((sum, [, n]) => sum + n, 0);
-}
-
-/** The pid of the Azurite serving this Table port (the global setup's child process), from /proc. */
-export async function azuritePid(tablePort: string): Promise<number | undefined> {
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const args = (await readFile(join('/proc', entry, 'cmdline'), 'utf8').catch(() => '')).split('\0');
-    const at = args.indexOf('--tablePort');
-    if (at >= 0 && args[at + 1] === tablePort && args.some((a) => a.includes('azurite'))) return Number(entry);
-  }
-  return undefined;
 }
 
 /**

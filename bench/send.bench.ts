@@ -7,8 +7,7 @@ import tls from 'node:tls';
 import type { InvocationContext } from '@azure/functions';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, inject, it } from 'vitest';
-import type { RunningAzurite } from '../local/azurite.js';
-import { ownAzurite } from './own-azurite.js';
+import { startAzuriteOnFreePorts, type RunningAzurite } from '../local/azurite.js';
 import type { Connection } from '../src/domain/connection.js';
 import { messageRequestSchema } from '../src/domain/outbound-message.js';
 import { DEFAULT_GOVERNOR_LIMITS, RATE_WINDOW_MS } from '../src/domain/send-governor.js';
@@ -19,12 +18,11 @@ import { QUEUES } from '../src/store/storage-layout.js';
 import { startConnectEnvironment, type ConnectEnvironment } from '../test/support/connect-environment.js';
 import { sendTestKit, type SendTestKit } from '../test/support/send-environment.js';
 import { mailbox as freshAddress, mailHostSettings } from '../test/support/test-mail-server.js';
-import { RequestCounter, median, ms, printTable, processTreeCpuMs, tableHostPort, writeResults } from './receive-measures.js';
+import { RequestCounter, median, ms, printTable, processTreeCpuMs, storageHostPort, tableHostPort, writeResults } from './receive-measures.js';
 import {
   HttpTap,
   TableRefusals,
   allowanceUsed,
-  azuritePid,
   busiestMinute,
   pool,
   sleep,
@@ -176,7 +174,7 @@ let azuriteInstance: RunningAzurite | undefined;
 beforeAll(async () => {
   if (!mailServer) warnLoudly('the mail server cannot run on this machine: the SMTP send overhead (part 1) is skipped; the Graph parts run');
   defaultCas = tls.getCACertificates('default');
-  azuriteInstance = await ownAzurite();
+  azuriteInstance = await startAzuriteOnFreePorts();
   const storageConnectionString = azuriteInstance.connectionString;
   env = await startConnectEnvironment({
     storageConnectionString,
@@ -193,9 +191,9 @@ beforeAll(async () => {
   metrics = tapMetrics(processMetrics);
   secretReads = tapSecretReads(env.services.secrets);
   tableRequests = new RequestCounter(tableHostPort(storageConnectionString));
-  blobRequests = new RequestCounter(hostPortOf(storageConnectionString, 'BlobEndpoint'));
+  blobRequests = new RequestCounter(storageHostPort(storageConnectionString, 'Blob'));
   tableRefusals = new TableRefusals(tableHostPort(storageConnectionString));
-  azurite = await azuritePid(tableHostPort(storageConnectionString).split(':')[1] ?? '');
+  azurite = azuriteInstance.process.pid;
   // Every run of the send use-case, by the local host's queue trigger or by this bench: its outcome.
   const send = env.services.sendMessage;
   if (!send) throw new Error('sending is not configured');
@@ -230,13 +228,6 @@ afterAll(async () => {
   await azuriteInstance?.stop();
   tls.setDefaultCACertificates(defaultCas);
 });
-
-function hostPortOf(connectionString: string, endpointName: string): string {
-  const endpoint = new RegExp(`${endpointName}=([^;]+)`).exec(connectionString)?.[1];
-  if (!endpoint) throw new Error(`the storage connection string names no ${endpointName}`);
-  const url = new URL(endpoint);
-  return `${url.hostname}:${url.port}`;
-}
 
 const remainingMs = () => started + BUDGET_MS - Date.now();
 

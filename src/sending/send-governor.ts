@@ -168,11 +168,11 @@ export class SendGovernor {
   /** Writes what waits in the lane, in turns, each turn one read-modify-write for all of it. */
   private async write(mailbox: string, lane: Lane): Promise<void> {
     lane.writing = true;
+    const name = mailbox.toLowerCase();
     try {
       while (lane.waiting.length > 0) {
         const turn = lane.waiting.splice(0);
         try {
-          const name = mailbox.toLowerCase();
           const written = await this.deps.state.update(
             keys.sendGovernor(mailbox),
             (current) => {
@@ -192,7 +192,7 @@ export class SendGovernor {
           this.remember(name, written);
           for (const { done } of turn) done();
         } catch (error) {
-          this.known.delete(mailbox.toLowerCase());
+          this.known.delete(name);
           for (const { failed } of turn) failed(error);
         }
       }

@@ -173,33 +173,38 @@ export class TableRepository<T> {
     options: UpdateOptions<T> = {},
   ): Promise<Versioned<T> | undefined> {
     const maxAttempts = options.maxAttempts ?? 10;
-    let known = options.known;
-    if (known && (known.key.partitionKey !== key.partitionKey || known.key.rowKey !== key.rowKey)) {
-      throw new RangeError(`The known version is of ${describeKey(known.key)}, not of ${describeKey(key)}.`);
+    if (options.known) {
+      const written = await this.writeFromKnown(key, mutate, options.known);
+      if (written) return written;
     }
     for (let attempt = 1; ; attempt++) {
-      const fromKnown = known !== undefined;
-      const current = known ?? (await this.get(key));
-      known = undefined;
+      const current = await this.get(key);
       const next = mutate(current?.value);
-      if (next === UNCHANGED) {
-        if (!fromKnown) return current;
-        attempt--;
-        continue;
-      }
+      if (next === UNCHANGED) return current;
       try {
         return current ? await this.replace(key, next, current.etag) : await this.create(key, next);
       } catch (error) {
         const lostRace = error instanceof ConcurrencyError || error instanceof AlreadyExistsError;
-        if (lostRace && fromKnown) {
-          attempt--;
-          continue;
-        }
         if (!lostRace || attempt >= maxAttempts) {
           throw lostRace ? new ConcurrencyError(key) : error;
         }
         await delay(Math.random() * Math.min(200, 10 * 2 ** attempt));
       }
+    }
+  }
+
+  /** update's first attempt from a known version: the row as written, or undefined to go on with a fresh read. */
+  private async writeFromKnown(key: EntityKey, mutate: (current: T | undefined) => T | typeof UNCHANGED, known: Versioned<T>): Promise<Versioned<T> | undefined> {
+    if (known.key.partitionKey !== key.partitionKey || known.key.rowKey !== key.rowKey) {
+      throw new RangeError(`The known version is of ${describeKey(known.key)}, not of ${describeKey(key)}.`);
+    }
+    const next = mutate(known.value);
+    if (next === UNCHANGED) return undefined;
+    try {
+      return await this.replace(key, next, known.etag);
+    } catch (error) {
+      if (error instanceof ConcurrencyError) return undefined;
+      throw error;
     }
   }
 
